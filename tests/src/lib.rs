@@ -1,0 +1,3 @@
+//! Integration test support for ecoplace: a real Prometheus and a Kepler-format exporter.
+
+pub mod prometheus;
