@@ -1,1 +1,45 @@
-fn main() {}
+//! `ecoplace`: energy- and carbon-aware placement for Kubernetes and OCM.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use scheduler::commands::telemetry;
+
+/// Energy- and carbon-aware placement for Kubernetes and Open Cluster Management.
+#[derive(Debug, Parser)]
+#[command(name = "ecoplace", version, about)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the fleet's power, top pods and carbon intensity from Kepler (or the demo fleet).
+    Telemetry(telemetry::TelemetryArgs),
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ECOPLACE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.init(),
+    }
+    match cli.command {
+        Command::Telemetry(args) => telemetry::run(args).await,
+    }
+}

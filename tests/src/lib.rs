@@ -1,3 +1,4 @@
 //! Integration test support for ecoplace: a real Prometheus and a Kepler-format exporter.
 
+pub mod kepler;
 pub mod prometheus;

@@ -78,6 +78,8 @@ pub struct ScrapeJob {
     pub labels: BTreeMap<String, String>,
     /// HTTP path to scrape; `/metrics` by default.
     pub metrics_path: String,
+    /// Keep labels the target exposes (e.g. `instance`) over the target's own.
+    pub honor_labels: bool,
 }
 
 impl ScrapeJob {
@@ -92,7 +94,16 @@ impl ScrapeJob {
             targets: targets.into_iter().map(Into::into).collect(),
             labels: BTreeMap::new(),
             metrics_path: "/metrics".to_string(),
+            honor_labels: false,
         }
+    }
+
+    /// Keeps exposed labels over target labels (`honor_labels: true`), as a Kepler v0.7
+    /// set-up does once `instance` carries the node name.
+    #[must_use]
+    pub fn honor_labels(mut self) -> Self {
+        self.honor_labels = true;
+        self
     }
 
     /// Adds (or replaces) the target label `name="value"`.
@@ -156,6 +167,13 @@ impl PrometheusServerBuilder {
     #[must_use]
     pub fn job(mut self, job: ScrapeJob) -> Self {
         self.jobs.push(job);
+        self
+    }
+
+    /// Adds several scrape jobs.
+    #[must_use]
+    pub fn jobs(mut self, jobs: impl IntoIterator<Item = ScrapeJob>) -> Self {
+        self.jobs.extend(jobs);
         self
     }
 
@@ -785,6 +803,9 @@ fn render_config(scrape_interval: Duration, jobs: &[ScrapeJob]) -> Result<String
     for job in jobs {
         writeln!(out, "  - job_name: {}", q(&job.name)?)?;
         writeln!(out, "    metrics_path: {}", q(&job.metrics_path)?)?;
+        if job.honor_labels {
+            writeln!(out, "    honor_labels: true")?;
+        }
         writeln!(out, "    static_configs:")?;
         let targets = job
             .targets

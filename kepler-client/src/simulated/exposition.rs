@@ -122,14 +122,15 @@ impl Builder {
 }
 
 impl SimulatedFleet {
-    /// Kepler metric families of `cluster` (all clusters when `None`) at the counters'
-    /// instant. With `cluster_label`, every series carries that label (for backfills; a
-    /// scrape gets it from the target instead).
+    /// Kepler metric families of `cluster` (all clusters when `None`) in `zones` at the
+    /// counters' instant. With `cluster_label`, every series carries that label (for
+    /// backfills; a scrape gets it from the target instead).
     pub fn kepler_families(
         &self,
         schema: KeplerSchema,
         cluster: Option<usize>,
         cluster_label: Option<&str>,
+        zones: &[SimZone],
         counters: &EnergyCounters,
     ) -> Vec<Family> {
         let t = counters.at();
@@ -156,7 +157,7 @@ impl SimulatedFleet {
                 for (i, s) in states.iter().enumerate().filter(|(i, _)| in_scope(*i)) {
                     let ty = &self.node_types[self.nodes[i].node_type];
                     let l = base(i, "node_name");
-                    for z in SimZone::ALL {
+                    for &z in zones {
                         // Package and DRAM come per socket (RAPL domain), psys once.
                         let parts = if z == SimZone::Psys { 1 } else { ty.sockets };
                         let (tj, ij) = counters.node_zone_joules(self, i, z);
@@ -241,7 +242,7 @@ impl SimulatedFleet {
                     .enumerate()
                     .filter(|(_, p)| in_scope(p.node))
                 {
-                    for z in SimZone::ALL {
+                    for &z in zones {
                         let l = format!(
                             "{},pod_id=\"{}\",pod_name=\"{}\",pod_namespace=\"{}\",state=\"running\",zone=\"{}\"",
                             base(p.node, "node_name"),
@@ -271,7 +272,7 @@ impl SimulatedFleet {
                 for (i, _) in states.iter().enumerate().filter(|(i, _)| in_scope(*i)) {
                     let ty = &self.node_types[self.nodes[i].node_type];
                     let l = base(i, "instance");
-                    for z in SimZone::ALL {
+                    for &z in zones {
                         let parts = if z == SimZone::Psys { 1 } else { ty.sockets };
                         let (tj, ij) = counters.node_zone_joules(self, i, z);
                         let name = format!("kepler_node_{}_joules_total", z.v07_name());
@@ -320,7 +321,7 @@ impl SimulatedFleet {
                             esc(&p.namespace),
                             esc(&p.name)
                         );
-                        for z in SimZone::ALL {
+                        for &z in zones {
                             let name = format!("kepler_container_{}_joules_total", z.v07_name());
                             let dynamic = share * counters.pod_zone_joules(i, z);
                             // v0.7 also spread idle energy over containers; ecoplace never
@@ -371,13 +372,15 @@ pub fn render_text(families: &[Family]) -> String {
 /// Samples `(unix seconds, value)` by rendered label set.
 type SeriesHistory = BTreeMap<String, Vec<(i64, f64)>>;
 
-/// OpenMetrics text of the fleet's joule counters from `from` to `to` every `step_s`
-/// seconds, counters starting at zero at `from`; every series carries `cluster_label`.
+/// OpenMetrics text of the fleet's joule counters in `zones` from `from` to `to` every
+/// `step_s` seconds, counters starting at zero at `from`; every series carries
+/// `cluster_label`.
 /// Input for `promtool tsdb create-blocks-from openmetrics` (timestamps in seconds).
 pub fn history_openmetrics(
     fleet: &SimulatedFleet,
     schema: KeplerSchema,
     cluster_label: &str,
+    zones: &[SimZone],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     step_s: i64,
@@ -388,7 +391,7 @@ pub fn history_openmetrics(
     let mut t = from;
     while t <= to {
         counters.advance_to(fleet, t);
-        for f in fleet.kepler_families(schema, None, Some(cluster_label), &counters) {
+        for f in fleet.kepler_families(schema, None, Some(cluster_label), zones, &counters) {
             if f.kind != MetricType::Counter {
                 continue;
             }
@@ -435,7 +438,8 @@ mod tests {
     fn text_has_one_type_line_per_family() {
         let f = SimulatedFleet::embedded(1);
         let c = EnergyCounters::new(&f, Utc.timestamp_opt(0, 0).unwrap());
-        let text = render_text(&f.kepler_families(KeplerSchema::V010, Some(0), None, &c));
+        let text =
+            render_text(&f.kepler_families(KeplerSchema::V010, Some(0), None, &SimZone::ALL, &c));
         assert_eq!(
             text.matches("# TYPE kepler_node_cpu_watts gauge").count(),
             1

@@ -1,0 +1,68 @@
+//! Command-line choice of the carbon-intensity source.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use kepler_client::carbon::CarbonCurves;
+
+/// Where grid carbon intensity comes from; later flags override earlier zones.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CarbonArgs {
+    /// Static intensity for a zone, `ZONE=GRAMS` (gCO2e/kWh); repeatable.
+    #[arg(long = "carbon-static", value_name = "ZONE=G")]
+    pub statics: Vec<String>,
+    /// A CSV time series (`Time,Carbon Intensity`) for a zone, `ZONE=FILE`; repeatable.
+    #[arg(long = "carbon-csv", value_name = "ZONE=FILE")]
+    pub csv: Vec<String>,
+    /// A Green Software Foundation carbon-aware-sdk forecast JSON file; repeatable.
+    #[arg(long = "carbon-forecast", value_name = "FILE")]
+    pub forecast: Vec<PathBuf>,
+    /// Do not load the embedded 2020 DE/FR/GB curves.
+    #[arg(long)]
+    pub no_embedded_carbon: bool,
+}
+
+fn split_pair<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k, v)),
+        _ => bail!("--{flag} expects KEY=VALUE, got `{s}`"),
+    }
+}
+
+impl CarbonArgs {
+    /// Loads every configured source into one set of curves.
+    pub fn load(&self) -> Result<CarbonCurves> {
+        let mut curves = if self.no_embedded_carbon {
+            CarbonCurves::new()
+        } else {
+            CarbonCurves::embedded_2020().context("loading the embedded 2020 carbon curves")?
+        };
+        for f in &self.forecast {
+            curves = curves.merge(CarbonCurves::from_gsf_forecast_file(f)?);
+        }
+        for s in &self.csv {
+            let (zone, file) = split_pair("carbon-csv", s)?;
+            curves = curves.merge(CarbonCurves::from_csv_file(zone, file)?);
+        }
+        let mut table = Vec::new();
+        for s in &self.statics {
+            let (zone, g) = split_pair("carbon-static", s)?;
+            let g: f64 = g
+                .parse()
+                .with_context(|| format!("--carbon-static {s}: `{g}` is not a number"))?;
+            table.push((zone.to_string(), g));
+        }
+        if !table.is_empty() {
+            curves = curves.merge(CarbonCurves::static_table(table)?);
+        }
+        Ok(curves)
+    }
+}
+
+/// Parses repeated `CLUSTER=ZONE` flags.
+pub fn cluster_zones(pairs: &[String]) -> Result<std::collections::BTreeMap<String, String>> {
+    pairs
+        .iter()
+        .map(|s| split_pair("cluster-zone", s).map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}

@@ -1,0 +1,3 @@
+//! One module per `ecoplace` subcommand.
+
+pub mod telemetry;
