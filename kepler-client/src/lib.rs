@@ -9,6 +9,7 @@ pub mod accounting;
 pub mod carbon;
 pub mod error;
 pub mod latency;
+pub mod matrix;
 pub mod prom;
 pub mod prometheus_source;
 pub mod refresher;

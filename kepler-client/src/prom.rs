@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use prometheus_http_query::response::{Data, InstantVector, RangeVector};
+
+use crate::matrix::MatrixBody;
 use prometheus_http_query::{Client, Error as PromError};
 use serde::{Deserialize, Serialize};
 
@@ -154,21 +156,34 @@ impl PromClient {
     }
 
     /// Instant query of a range selector (`metric[5m]`) at `at`: the raw samples with
-    /// their own timestamps.
+    /// their own timestamps, as the body received (parse it with [`MatrixBody::series`]).
     pub async fn query_samples(
         &self,
         query: &str,
         at: DateTime<Utc>,
-    ) -> Result<Vec<RangeVector>, TelemetryError> {
-        match self.instant(query, at).await? {
-            Data::Matrix(m) => Ok(m),
-            // An empty result may come back typed as a vector.
-            Data::Vector(v) if v.is_empty() => Ok(Vec::new()),
-            _ => Err(TelemetryError::UnexpectedResult {
-                query: query.to_string(),
-                expected: "a range vector (matrix)",
-            }),
-        }
+    ) -> Result<MatrixBody, TelemetryError> {
+        let per_try = self.per_try();
+        self.with_retries(query, |tries| async move {
+            let response = self
+                .instant_builder(query, at)?
+                .get_raw()
+                .await
+                .map_err(|e| self.map_error(query, e, per_try, tries))?;
+            let status = response.status();
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| self.map_reqwest(query, &e, per_try, tries))?;
+            if status.is_server_error() && !body.starts_with(b"{") {
+                // A proxy or Thanos in trouble: worth retrying.
+                return Err(TelemetryError::Unreachable {
+                    url: self.endpoint.url.clone(),
+                    message: format!("HTTP {status}"),
+                });
+            }
+            Ok(MatrixBody::new(&self.endpoint.url, query, body.to_vec()))
+        })
+        .await
     }
 
     /// Range query over `[start, end]` with `step_s` seconds between points.
@@ -179,8 +194,9 @@ impl PromClient {
         end: DateTime<Utc>,
         step_s: f64,
     ) -> Result<Vec<RangeVector>, TelemetryError> {
+        let per_try = self.per_try();
         let data = self
-            .with_retries(query, || async {
+            .with_retries(query, |tries| async move {
                 let mut b =
                     self.client
                         .query_range(query, start.timestamp(), end.timestamp(), step_s);
@@ -193,7 +209,10 @@ impl PromClient {
                 if let Some(p) = self.endpoint.thanos_partial_response {
                     b = b.query("partial_response", p);
                 }
-                Ok(b.timeout(self.timeout_ms()).get().await)
+                let result = b.timeout(self.timeout_ms()).get().await;
+                result
+                    .map(|r| r.into_inner().0)
+                    .map_err(|e| self.map_error(query, e, per_try, tries))
             })
             .await?;
         match data {
@@ -206,20 +225,37 @@ impl PromClient {
     }
 
     async fn instant(&self, query: &str, at: DateTime<Utc>) -> Result<Data, TelemetryError> {
-        self.with_retries(query, || async {
-            let mut b = self.client.query(query).at(at.timestamp());
-            if let Some(auth) = self.bearer()? {
-                b = b.header(reqwest::header::AUTHORIZATION, self.header_value(&auth)?);
-            }
-            if let Some(d) = self.endpoint.thanos_dedup {
-                b = b.query("dedup", d);
-            }
-            if let Some(p) = self.endpoint.thanos_partial_response {
-                b = b.query("partial_response", p);
-            }
-            Ok(b.timeout(self.timeout_ms()).get().await)
+        let per_try = self.per_try();
+        self.with_retries(query, |tries| async move {
+            let result = self.instant_builder(query, at)?.get().await;
+            result
+                .map(|r| r.into_inner().0)
+                .map_err(|e| self.map_error(query, e, per_try, tries))
         })
         .await
+    }
+
+    /// An instant query with authentication, Thanos flags and the per-query timeout.
+    fn instant_builder(
+        &self,
+        query: &str,
+        at: DateTime<Utc>,
+    ) -> Result<prometheus_http_query::InstantQueryBuilder, TelemetryError> {
+        let mut b = self.client.query(query).at(at.timestamp());
+        if let Some(auth) = self.bearer()? {
+            b = b.header(reqwest::header::AUTHORIZATION, self.header_value(&auth)?);
+        }
+        if let Some(d) = self.endpoint.thanos_dedup {
+            b = b.query("dedup", d);
+        }
+        if let Some(p) = self.endpoint.thanos_partial_response {
+            b = b.query("partial_response", p);
+        }
+        Ok(b.timeout(self.timeout_ms()))
+    }
+
+    fn per_try(&self) -> Duration {
+        Duration::from_secs_f64(self.endpoint.timeout_s)
     }
 
     fn header_value(&self, auth: &str) -> Result<reqwest::header::HeaderValue, TelemetryError> {
@@ -237,41 +273,58 @@ impl PromClient {
         (self.endpoint.timeout_s * 1000.0) as i64
     }
 
-    /// Runs one attempt per call of `attempt`, each under the per-query timeout, retrying
-    /// transient failures with exponential backoff.
-    async fn with_retries<F, Fut>(&self, query: &str, attempt: F) -> Result<Data, TelemetryError>
+    /// Runs one attempt per call of `attempt` (given the attempt number), each under the
+    /// per-query timeout, retrying transient failures with exponential backoff.
+    async fn with_retries<T, F, Fut>(&self, query: &str, attempt: F) -> Result<T, TelemetryError>
     where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<
-                Output = Result<
-                    Result<prometheus_http_query::response::PromqlResult, PromError>,
-                    TelemetryError,
-                >,
-            >,
+        F: Fn(u32) -> Fut,
+        Fut: std::future::Future<Output = Result<T, TelemetryError>>,
     {
-        let per_try = Duration::from_secs_f64(self.endpoint.timeout_s);
+        let per_try = self.per_try();
         let mut backoff = Duration::from_millis(self.endpoint.backoff_ms);
         let mut tries = 0;
         loop {
             tries += 1;
-            let outcome = match tokio::time::timeout(per_try, attempt()).await {
+            let outcome = match tokio::time::timeout(per_try, attempt(tries)).await {
                 Err(_) => Err(TelemetryError::Timeout {
                     url: self.endpoint.url.clone(),
                     query: query.to_string(),
                     after: per_try,
                     attempts: tries,
                 }),
-                Ok(Err(e)) => return Err(e),
-                Ok(Ok(r)) => r.map_err(|e| self.map_error(query, e, per_try, tries)),
+                Ok(r) => r,
             };
             match outcome {
-                Ok(result) => return Ok(result.into_inner().0),
+                Ok(result) => return Ok(result),
                 Err(e) if e.is_transient() && tries <= self.endpoint.retries => {
                     tracing::debug!(error = %e, attempt = tries, "retrying Prometheus query");
                     tokio::time::sleep(backoff).await;
                     backoff = backoff.saturating_mul(2);
                 }
                 Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn map_reqwest(
+        &self,
+        query: &str,
+        e: &reqwest::Error,
+        after: Duration,
+        tries: u32,
+    ) -> TelemetryError {
+        let message = error_chain(e);
+        if e.is_timeout() || message.contains("timed out") {
+            TelemetryError::Timeout {
+                url: self.endpoint.url.clone(),
+                query: query.to_string(),
+                after,
+                attempts: tries,
+            }
+        } else {
+            TelemetryError::Unreachable {
+                url: self.endpoint.url.clone(),
+                message,
             }
         }
     }

@@ -8,10 +8,10 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeZone, Utc};
-use prometheus_http_query::response::RangeVector;
 use serde::{Deserialize, Serialize};
 
 use crate::error::TelemetryError;
+use crate::matrix::{MatrixBody, Series};
 use crate::prom::{Endpoint, PromClient};
 use crate::schema::{KeplerSchema, MetricKind, MetricSpec, PowerZone, Role};
 use crate::snapshot::{
@@ -144,7 +144,11 @@ impl TelemetrySource for PrometheusSource {
             let q = spec.range_selector(self.config.lookback_s);
             async move { self.client.query_samples(&q, now).await }
         });
-        let results = futures::future::try_join_all(queries).await?;
+        let bodies = futures::future::try_join_all(queries).await?;
+        let results = bodies
+            .iter()
+            .map(MatrixBody::series)
+            .collect::<Result<Vec<_>, _>>()?;
         for (spec, series) in specs.iter().zip(&results) {
             if spec.role.required() && series.is_empty() {
                 return Err(TelemetryError::MissingMetric {
@@ -154,7 +158,7 @@ impl TelemetrySource for PrometheusSource {
                 });
             }
         }
-        let fetched: Vec<(MetricSpec, Vec<RangeVector>)> = specs.into_iter().zip(results).collect();
+        let fetched: Vec<(MetricSpec, Vec<Series<'_>>)> = specs.into_iter().zip(results).collect();
         let origin = format!("{} (Kepler {schema})", self.client.url());
         Ok(assemble(&self.config, schema, origin, now, &fetched))
     }
@@ -212,12 +216,13 @@ pub fn assemble(
     schema: KeplerSchema,
     origin: String,
     now: DateTime<Utc>,
-    fetched: &[(MetricSpec, Vec<RangeVector>)],
+    fetched: &[(MetricSpec, Vec<Series<'_>>)],
 ) -> FleetSnapshot {
     let labels = schema.labels(config.node_label.as_deref());
     let mut quality = DataQuality::default();
-    let mut nodes: HashMap<(String, String), NodeAcc> = HashMap::new();
-    let mut pods: HashMap<(String, String, String, String), Option<Acc>> = HashMap::new();
+    // Keys borrow from the parsed responses: strings are copied once, into the snapshot.
+    let mut nodes: HashMap<(&str, &str), NodeAcc> = HashMap::new();
+    let mut pods: HashMap<(&str, &str, &str, &str), Option<Acc>> = HashMap::new();
     let mut unlabelled = 0u64;
 
     for (spec, series) in fetched {
@@ -233,23 +238,19 @@ pub fn assemble(
             else {
                 continue;
             };
-            let m = s.metric();
-            let cluster = m
-                .get(&config.cluster_label)
-                .cloned()
-                .unwrap_or_else(|| config.default_cluster.clone());
-            let Some(node) = m.get(&labels.node).cloned() else {
+            let cluster = s
+                .label(&config.cluster_label)
+                .unwrap_or(&config.default_cluster);
+            let Some(node) = s.label(&labels.node) else {
                 unlabelled += 1;
                 continue;
             };
             if spec.role == Role::Pod {
-                let (Some(ns), Some(pod)) = (m.get(labels.namespace), m.get(labels.pod)) else {
+                let (Some(ns), Some(pod)) = (s.label(labels.namespace), s.label(labels.pod)) else {
                     unlabelled += 1;
                     continue;
                 };
-                let slot = pods
-                    .entry((cluster, node, ns.clone(), pod.clone()))
-                    .or_default();
+                let slot = pods.entry((cluster, node, ns, pod)).or_default();
                 Acc::add(slot, value, at_ms);
                 continue;
             }
@@ -273,7 +274,7 @@ pub fn assemble(
     }
 
     let stale_after = config.stale_after_s;
-    let mut clusters: BTreeMap<String, ClusterPower> = BTreeMap::new();
+    let mut by_cluster: HashMap<&str, ClusterPower> = HashMap::new();
     let classify = |acc: Option<Acc>, q: &mut DataQuality| {
         let r = Reading::classify(Acc::sample(acc), now, stale_after);
         match r {
@@ -295,21 +296,25 @@ pub fn assemble(
             },
             gpu_watts: a.gpu.map(|g| classify(Some(g), &mut quality)),
         };
-        clusters
+        by_cluster
             .entry(cluster)
             .or_default()
             .nodes
-            .insert(node, power);
+            .insert(node.to_string(), power);
     }
     for ((cluster, node, namespace, pod), acc) in pods {
         let watts = classify(acc, &mut quality);
-        clusters.entry(cluster).or_default().pods.push(PodPower {
-            namespace,
-            pod,
-            node,
+        by_cluster.entry(cluster).or_default().pods.push(PodPower {
+            namespace: namespace.to_string(),
+            pod: pod.to_string(),
+            node: node.to_string(),
             watts,
         });
     }
+    let mut clusters: BTreeMap<String, ClusterPower> = by_cluster
+        .into_iter()
+        .map(|(name, c)| (name.to_string(), c))
+        .collect();
     for c in clusters.values_mut() {
         c.pods
             .sort_unstable_by(|a, b| (&a.namespace, &a.pod).cmp(&(&b.namespace, &b.pod)));
@@ -346,21 +351,29 @@ fn role_name(role: Role) -> &'static str {
 /// NaN and negative samples, counting them.
 fn value_of(
     kind: MetricKind,
-    series: &RangeVector,
+    series: &Series<'_>,
     rate_window_s: u64,
     quality: &mut DataQuality,
 ) -> Option<(f64, i64)> {
-    let mut valid: Vec<(f64, f64)> = Vec::with_capacity(series.samples().len());
-    for s in series.samples() {
-        let v = s.value();
-        if !v.is_finite() {
-            quality.dropped_nan += 1;
-        } else if v < 0.0 {
-            quality.dropped_negative += 1;
-        } else {
-            valid.push((s.timestamp(), v));
+    let samples = series.samples();
+    let clean = samples.iter().all(|(_, v)| v.is_finite() && *v >= 0.0);
+    let filtered: Vec<(f64, f64)>;
+    let valid: &[(f64, f64)] = if clean {
+        samples
+    } else {
+        let mut kept = Vec::with_capacity(samples.len());
+        for &(t, v) in samples {
+            if !v.is_finite() {
+                quality.dropped_nan += 1;
+            } else if v < 0.0 {
+                quality.dropped_negative += 1;
+            } else {
+                kept.push((t, v));
+            }
         }
-    }
+        filtered = kept;
+        &filtered
+    };
     let &(last_t, last_v) = valid.last()?;
     let at_ms = (last_t * 1000.0).round() as i64;
     match kind {
@@ -390,16 +403,14 @@ fn value_of(
 mod tests {
     use super::*;
 
-    fn series(labels: &[(&str, &str)], samples: &[(f64, f64)]) -> RangeVector {
-        let metric: serde_json::Map<String, serde_json::Value> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
-            .collect();
-        let values: Vec<serde_json::Value> = samples
-            .iter()
-            .map(|(t, v)| serde_json::json!([t, v.to_string()]))
-            .collect();
-        serde_json::from_value(serde_json::json!({"metric": metric, "values": values})).unwrap()
+    fn series(labels: &[(&'static str, &'static str)], samples: &[(f64, f64)]) -> Series<'static> {
+        Series::new(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+            samples.to_vec(),
+        )
     }
 
     fn spec(role: Role, kind: MetricKind) -> MetricSpec {

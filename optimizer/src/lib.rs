@@ -1,8 +1,16 @@
 //! Pure placement decisions: no network, no clock, no Kubernetes types.
 //!
-//! Today this crate holds the objective weights and their named presets; power models,
-//! per-pod scoring and the placement MILP build on them.
+//! Inputs are [`Target`]s (nodes or clusters) and [`Workload`]s; [`Weights`] say how much
+//! carbon, energy, latency and migration count. Power models predict the extra watts of a
+//! workload on a target; [`cost`] prices a replica with the objective terms that per-pod
+//! scoring and the placement MILP share.
 
+pub mod cost;
+pub mod model;
+pub mod power;
 pub mod weights;
 
+pub use cost::{Contributions, Infeasibility, Normalisers, Objectives};
+pub use model::{CarbonOutlook, Resource, Resources, Target, TargetKind, Workload};
+pub use power::{PowerCurve, PowerError, PowerModel, PowerQuery};
 pub use weights::{Weights, WeightsError};

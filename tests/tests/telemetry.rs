@@ -1,6 +1,8 @@
 //! kepler-client against a real Prometheus: live scrapes of both Kepler schemas,
 //! backfilled history for energy and carbon accounting, and failure paths.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
