@@ -17,6 +17,7 @@ pub mod schema;
 pub mod simulated;
 pub mod snapshot;
 pub mod source;
+pub mod training;
 
 pub use error::TelemetryError;
 pub use prometheus_source::{PrometheusConfig, PrometheusSource};
@@ -25,3 +26,6 @@ pub use schema::{KeplerSchema, PowerZone};
 pub use simulated::SimulatedFleet;
 pub use snapshot::{ClusterPower, FleetSnapshot, NodePower, PodPower, Reading, Sample};
 pub use source::TelemetrySource;
+pub use training::{
+    ExportSummary, TrainingError, TrainingExport, TrainingRow, export_training_data, training_rows,
+};

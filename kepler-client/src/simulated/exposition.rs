@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use super::power::SimZone;
 use super::{SimulatedFleet, integrate};
 use crate::schema::KeplerSchema;
+use crate::training::DEFAULT_NODE_TYPE_LABEL as NODE_TYPE_LABEL;
 
 /// Prometheus metric type of a family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +104,12 @@ fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// Adds the node-type label to a node series' labels, as a Kepler deployment that copies the
+/// Kubernetes node label `node.kubernetes.io/instance-type` onto its series would.
+fn with_node_type(labels: String, node_type: &str) -> String {
+    format!("{labels},{NODE_TYPE_LABEL}=\"{}\"", esc(node_type))
+}
+
 struct Builder {
     families: Vec<Family>,
 }
@@ -156,7 +163,7 @@ impl SimulatedFleet {
             KeplerSchema::V010 => {
                 for (i, s) in states.iter().enumerate().filter(|(i, _)| in_scope(*i)) {
                     let ty = &self.node_types[self.nodes[i].node_type];
-                    let l = base(i, "node_name");
+                    let l = with_node_type(base(i, "node_name"), &ty.name);
                     for &z in zones {
                         // Package and DRAM come per socket (RAPL domain), psys once.
                         let parts = if z == SimZone::Psys { 1 } else { ty.sockets };
@@ -271,7 +278,7 @@ impl SimulatedFleet {
             KeplerSchema::V07 => {
                 for (i, _) in states.iter().enumerate().filter(|(i, _)| in_scope(*i)) {
                     let ty = &self.node_types[self.nodes[i].node_type];
-                    let l = base(i, "instance");
+                    let l = with_node_type(base(i, "instance"), &ty.name);
                     for &z in zones {
                         let parts = if z == SimZone::Psys { 1 } else { ty.sockets };
                         let (tj, ij) = counters.node_zone_joules(self, i, z);
@@ -385,27 +392,73 @@ pub fn history_openmetrics(
     to: DateTime<Utc>,
     step_s: i64,
 ) -> String {
+    let families =
+        |c: &EnergyCounters| fleet.kepler_families(schema, None, Some(cluster_label), zones, c);
+    history(
+        fleet,
+        families,
+        |f| f.kind == MetricType::Counter,
+        (from, to, step_s),
+    )
+}
+
+/// OpenMetrics text of every node-level family (`kepler_node_*` gauges and joule counters,
+/// no pods) in `zones` from `from` to `to` every `step_s` seconds; every series carries
+/// `cluster_label`. Node history as a store that kept Kepler's gauges holds it (for
+/// training-data exports); same format as [`history_openmetrics`].
+pub fn node_history_openmetrics(
+    fleet: &SimulatedFleet,
+    schema: KeplerSchema,
+    cluster_label: &str,
+    zones: &[SimZone],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    step_s: i64,
+) -> String {
+    let families =
+        |c: &EnergyCounters| fleet.kepler_families(schema, None, Some(cluster_label), zones, c);
+    history(
+        fleet,
+        families,
+        |f| f.name.starts_with("kepler_node_"),
+        (from, to, step_s),
+    )
+}
+
+/// Samples the families every step of `span` (from, to, step seconds) and renders the
+/// ones `keep` selects as OpenMetrics.
+fn history(
+    fleet: &SimulatedFleet,
+    families: impl Fn(&EnergyCounters) -> Vec<Family>,
+    keep: impl Fn(&Family) -> bool,
+    (from, to, step_s): (DateTime<Utc>, DateTime<Utc>, i64),
+) -> String {
     let mut counters = EnergyCounters::new(fleet, from);
-    // family -> (help, labels -> samples); BTreeMaps keep the output stable.
-    let mut hist: BTreeMap<String, (&'static str, SeriesHistory)> = BTreeMap::new();
+    // family -> (help, type, labels -> samples); BTreeMaps keep the output stable.
+    let mut hist: BTreeMap<String, (&'static str, MetricType, SeriesHistory)> = BTreeMap::new();
     let mut t = from;
     while t <= to {
         counters.advance_to(fleet, t);
-        for f in fleet.kepler_families(schema, None, Some(cluster_label), zones, &counters) {
-            if f.kind != MetricType::Counter {
+        for f in families(&counters) {
+            if !keep(&f) {
                 continue;
             }
-            let entry = hist.entry(f.name).or_insert((f.help, BTreeMap::new()));
+            let entry = hist
+                .entry(f.name)
+                .or_insert((f.help, f.kind, BTreeMap::new()));
             for (labels, v) in f.series {
-                entry.1.entry(labels).or_default().push((t.timestamp(), v));
+                entry.2.entry(labels).or_default().push((t.timestamp(), v));
             }
         }
         t += chrono::Duration::seconds(step_s.max(1));
     }
     let mut out = String::new();
-    for (name, (help, series)) in hist {
-        let family = name.strip_suffix("_total").unwrap_or(&name);
-        let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} counter");
+    for (name, (help, kind, series)) in hist {
+        let (family, kind) = match kind {
+            MetricType::Counter => (name.strip_suffix("_total").unwrap_or(&name), "counter"),
+            MetricType::Gauge => (name.as_str(), "gauge"),
+        };
+        let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} {kind}");
         for (labels, samples) in series {
             for (ts, v) in samples {
                 let _ = writeln!(out, "{name}{{{labels}}} {v} {ts}");
@@ -446,5 +499,34 @@ mod tests {
         );
         assert!(text.contains("zone=\"psys\""));
         assert!(!text.contains("fr-"), "only cluster 0 (de)");
+        assert!(
+            text.contains(
+                "node_name=\"de-std-x86-0\",node_kubernetes_io_instance_type=\"std-x86\""
+            )
+        );
+    }
+
+    #[test]
+    fn node_history_has_gauges_and_counters_but_no_pods() {
+        let f = SimulatedFleet::embedded(1);
+        let t0 = Utc.with_ymd_and_hms(2020, 3, 2, 0, 0, 0).unwrap();
+        let text = node_history_openmetrics(
+            &f,
+            KeplerSchema::V010,
+            "cluster",
+            &[SimZone::Package],
+            t0,
+            t0 + chrono::Duration::minutes(2),
+            60,
+        );
+        assert!(text.contains("# TYPE kepler_node_cpu_usage_ratio gauge"));
+        assert!(text.contains("# TYPE kepler_node_cpu_joules counter"));
+        assert!(!text.contains("kepler_pod_"));
+        assert!(text.ends_with("# EOF\n"));
+        let samples = text
+            .lines()
+            .filter(|l| l.starts_with("kepler_node_cpu_usage_ratio{"))
+            .count();
+        assert_eq!(samples, 3 * f.nodes.len(), "3 steps per node");
     }
 }

@@ -22,7 +22,9 @@ use crate::snapshot::{
 };
 use crate::source::TelemetrySource;
 
-pub use exposition::{EnergyCounters, Family, MetricType, history_openmetrics, render_text};
+pub use exposition::{
+    EnergyCounters, Family, MetricType, history_openmetrics, node_history_openmetrics, render_text,
+};
 pub use power::{PowerCurve, SimZone};
 
 /// A kind of server: capacity and power behaviour.

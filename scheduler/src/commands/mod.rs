@@ -1,3 +1,4 @@
 //! One module per `ecoplace` subcommand.
 
 pub mod telemetry;
+pub mod training;

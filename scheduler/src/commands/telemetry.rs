@@ -14,6 +14,7 @@ use kepler_client::{
 use serde::Serialize;
 
 use crate::carbon_args::{CarbonArgs, cluster_zones};
+use crate::commands::training;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,6 +27,7 @@ pub enum Output {
 
 /// Arguments of `ecoplace telemetry`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct TelemetryArgs {
     /// Prometheus or Thanos Query base URL.
     #[arg(long, conflicts_with = "demo", required_unless_present = "demo")]
@@ -55,6 +57,25 @@ pub struct TelemetryArgs {
     /// Carbon-intensity sources.
     #[command(flatten)]
     pub carbon: CarbonArgs,
+    /// How to reach and read Prometheus/Thanos.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+    /// A `telemetry` subcommand instead of the fleet view.
+    #[command(subcommand)]
+    pub command: Option<TelemetryCommand>,
+}
+
+/// Subcommands of `ecoplace telemetry`.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum TelemetryCommand {
+    /// Write per-node CPU utilisation and power history as CSV, to train the power model.
+    #[command(after_long_help = training::AFTER_HELP)]
+    ExportTrainingData(training::ExportArgs),
+}
+
+/// Connection and schema flags shared by every command that reads Kepler from Prometheus.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionArgs {
     /// File with a bearer token for Prometheus/Thanos.
     #[arg(long)]
     pub bearer_token_file: Option<String>,
@@ -87,6 +108,29 @@ pub struct TelemetryArgs {
     pub thanos_partial_response: bool,
 }
 
+impl ConnectionArgs {
+    /// The Prometheus source settings for the store at `url`.
+    pub fn config(&self, url: &str) -> PrometheusConfig {
+        PrometheusConfig {
+            endpoint: Endpoint {
+                url: url.to_string(),
+                bearer_token_file: self.bearer_token_file.clone(),
+                ca_file: self.ca_file.clone(),
+                client_cert_file: self.client_cert_file.clone(),
+                timeout_s: self.timeout_s,
+                thanos_dedup: self.thanos_dedup.then_some(true),
+                thanos_partial_response: self.thanos_partial_response.then_some(true),
+                ..Endpoint::default()
+            },
+            schema: self.schema,
+            zone: PowerZone(self.zone.clone()),
+            cluster_label: self.cluster_label.clone(),
+            node_label: self.node_label.clone(),
+            ..PrometheusConfig::default()
+        }
+    }
+}
+
 /// A cluster's grid carbon intensity at the snapshot time, or why it is unknown.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterCarbon {
@@ -109,8 +153,11 @@ pub struct TelemetryView {
     pub carbon: BTreeMap<String, ClusterCarbon>,
 }
 
-/// Runs the command and prints its output.
+/// Runs the command (or its subcommand) and prints its output.
 pub async fn run(args: TelemetryArgs) -> Result<()> {
+    if let Some(TelemetryCommand::ExportTrainingData(export)) = args.command {
+        return training::run(export).await;
+    }
     let view = collect(&args).await?;
     let out = match args.output {
         Output::Json => serde_json::to_string_pretty(&view)?,
@@ -125,29 +172,12 @@ pub async fn collect(args: &TelemetryArgs) -> Result<TelemetryView> {
     let mut zones = cluster_zones(&args.cluster_zone)?;
     let (source, now): (Box<dyn TelemetrySource>, DateTime<Utc>) = match &args.prometheus {
         Some(url) => {
-            let config = PrometheusConfig {
-                endpoint: Endpoint {
-                    url: url.clone(),
-                    bearer_token_file: args.bearer_token_file.clone(),
-                    ca_file: args.ca_file.clone(),
-                    client_cert_file: args.client_cert_file.clone(),
-                    timeout_s: args.timeout_s,
-                    thanos_dedup: args.thanos_dedup.then_some(true),
-                    thanos_partial_response: args.thanos_partial_response.then_some(true),
-                    ..Endpoint::default()
-                },
-                schema: args.schema,
-                zone: PowerZone(args.zone.clone()),
-                cluster_label: args.cluster_label.clone(),
-                node_label: args.node_label.clone(),
-                ..PrometheusConfig::default()
-            };
-            let source = PrometheusSource::new(config)?;
+            let source = PrometheusSource::new(args.connection.config(url))?;
             (Box::new(source), args.at.unwrap_or_else(Utc::now))
         }
         None => {
             let mut fleet = SimulatedFleet::embedded(args.seed);
-            fleet.zone = args.zone.clone();
+            fleet.zone = args.connection.zone.clone();
             for c in &fleet.clusters {
                 zones
                     .entry(c.name.clone())
