@@ -7,10 +7,19 @@
 
 pub mod cost;
 pub mod model;
+pub mod plan;
 pub mod power;
+pub mod score;
+pub mod validate;
 pub mod weights;
 
 pub use cost::{Contributions, Infeasibility, Normalisers, Objectives};
 pub use model::{CarbonOutlook, Resource, Resources, Target, TargetKind, Workload};
+pub use plan::{
+    Backend, InfeasibleReport, ModelStats, Objective, ParetoOptions, ParetoPoint, Plan, PlanError,
+    PlanStatus, Savings, SolveOptions, TargetReasons, Totals, pareto_front, plan,
+};
 pub use power::{PowerCurve, PowerError, PowerModel, PowerQuery};
+pub use score::{TargetScore, best_target, score_targets, score_targets_normalised};
+pub use validate::{Violation, validate, validate_assignments};
 pub use weights::{Weights, WeightsError};

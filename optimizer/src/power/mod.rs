@@ -6,6 +6,14 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod curve;
+pub mod fallback;
+pub mod onnx;
+
+pub use curve::{CurvePowerModel, DEFAULT_NAMEPLATE_K2};
+pub use fallback::FallbackPowerModel;
+pub use onnx::OnnxPowerModel;
+
 /// One prediction request: a target's power profile and the CPU a workload adds to it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct PowerQuery<'a> {

@@ -1,0 +1,227 @@
+//! Solver backends behind good_lp: HiGHS (default feature `highs`) and microlp (feature
+//! `microlp`). Every solve has a time limit and a relative MIP gap and is warm-started
+//! with a feasible plan when one is known; the incumbent then also acts as a cutoff.
+
+use std::time::Instant;
+
+use super::milp::LinearModel;
+#[cfg(any(feature = "highs", feature = "microlp"))]
+use super::milp::Sense;
+use super::{Backend, SolveOptions};
+
+/// How a solve ended with a solution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// Proven optimal (gap ≈ 0).
+    Optimal,
+    /// Stopped within the requested gap.
+    GapReached,
+    /// Stopped by the time limit with a feasible incumbent.
+    TimeLimit,
+}
+
+/// A solution with its status.
+#[derive(Debug, Clone)]
+pub(crate) struct Solved {
+    /// Column values.
+    pub values: Vec<f64>,
+    /// How the solve ended.
+    pub outcome: Outcome,
+    /// Relative gap reported by the solver, if it reports one.
+    pub gap: Option<f64>,
+}
+
+/// Why a solve produced no solution.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Failure {
+    /// Proven infeasible.
+    Infeasible,
+    /// Stopped (time limit) or failed without any solution; the reason.
+    NoSolution(String),
+}
+
+/// Solves `model` with the backend chosen in `opts`; returns the solution or why none.
+pub(crate) fn solve(
+    model: &LinearModel,
+    start: Option<&[f64]>,
+    opts: &SolveOptions,
+) -> (Result<Solved, Failure>, f64) {
+    let began = Instant::now();
+    if model.vars.is_empty() {
+        let solved = Solved {
+            values: Vec::new(),
+            outcome: Outcome::Optimal,
+            gap: Some(0.0),
+        };
+        return (Ok(solved), 0.0);
+    }
+    let result = match opts.backend {
+        #[cfg(feature = "highs")]
+        Backend::Highs => highs::solve(model, start, opts),
+        #[cfg(feature = "microlp")]
+        Backend::Microlp => micro::solve(model, start, opts),
+        Backend::Greedy => {
+            let _ = start;
+            Err(Failure::NoSolution(
+                "the MILP is disabled (greedy backend)".into(),
+            ))
+        }
+    };
+    (result, began.elapsed().as_secs_f64())
+}
+
+/// The model as good_lp variables, objective and constraints.
+#[cfg(any(feature = "highs", feature = "microlp"))]
+fn to_good_lp(
+    model: &LinearModel,
+) -> (
+    good_lp::ProblemVariables,
+    Vec<good_lp::Variable>,
+    good_lp::Expression,
+    Vec<good_lp::Constraint>,
+) {
+    use good_lp::{Expression, ProblemVariables, variable};
+    let mut pv = ProblemVariables::new();
+    let cols: Vec<good_lp::Variable> = model
+        .vars
+        .iter()
+        .map(|v| {
+            let def = variable().min(v.lo).max(v.hi);
+            pv.add(if v.integer { def.integer() } else { def })
+        })
+        .collect();
+    let mut objective = Expression::with_capacity(cols.len());
+    for (v, &col) in model.vars.iter().zip(&cols) {
+        if v.cost != 0.0 {
+            objective.add_mul(v.cost, col);
+        }
+    }
+    let rows = model
+        .rows
+        .iter()
+        .map(|r| {
+            let mut e = Expression::with_capacity(r.coefs.len());
+            for &(j, a) in &r.coefs {
+                e.add_mul(a, cols[j]);
+            }
+            match r.sense {
+                Sense::Le => e.leq(r.rhs),
+                Sense::Ge => e.geq(r.rhs),
+                Sense::Eq => e.eq(r.rhs),
+            }
+        })
+        .collect();
+    (pv, cols, objective, rows)
+}
+
+#[cfg(feature = "highs")]
+mod highs {
+    use good_lp::SolverModel;
+
+    use super::{Failure, LinearModel, Outcome, SolveOptions, Solved, to_good_lp};
+
+    /// HiGHS through good_lp's model, driven directly so that the achieved gap is read.
+    pub(super) fn solve(
+        model: &LinearModel,
+        start: Option<&[f64]>,
+        opts: &SolveOptions,
+    ) -> Result<Solved, Failure> {
+        let (pv, _cols, objective, rows) = to_good_lp(model);
+        let mut problem = pv.minimise(objective).using(good_lp::highs);
+        for r in rows {
+            problem.add_constraint(r);
+        }
+        let error = |what: String| Failure::NoSolution(format!("HiGHS: {what}"));
+        let mut inner = problem.try_into_inner().map_err(|e| error(e.to_string()))?;
+        let options: [(&str, f64); 3] = [
+            ("time_limit", opts.time_limit_s.max(0.0)),
+            ("mip_rel_gap", opts.mip_gap.max(0.0)),
+            ("mip_abs_gap", opts.absolute_gap.max(0.0)),
+        ];
+        for (k, v) in options {
+            inner
+                .try_set_option(k, v)
+                .map_err(|_| error(format!("cannot set option {k} = {v}")))?;
+        }
+        if let Some(start) = start {
+            inner
+                .try_set_solution(Some(start), None, None, None)
+                .map_err(|e| error(format!("warm start rejected: {e:?}")))?;
+        }
+        let solved = inner
+            .try_solve()
+            .map_err(|e| error(format!("solve failed: {e:?}")))?;
+        let status = format!("{:?}", solved.status());
+        let has_solution = format!("{:?}", solved.primal_solution_status()) == "Feasible";
+        let gap = solved.mip_gap();
+        let gap = if gap.is_finite() { gap.max(0.0) } else { 0.0 };
+        let outcome = match status.as_str() {
+            "Optimal" if gap <= 1e-9 => Outcome::Optimal,
+            "Optimal" => Outcome::GapReached,
+            "Infeasible" | "UnboundedOrInfeasible" => return Err(Failure::Infeasible),
+            _ if has_solution => Outcome::TimeLimit,
+            other => {
+                return Err(Failure::NoSolution(format!(
+                    "HiGHS stopped ({other}) without a feasible solution (time limit {} s)",
+                    opts.time_limit_s
+                )));
+            }
+        };
+        if !has_solution {
+            return Err(error(format!("status {status} but no primal solution")));
+        }
+        Ok(Solved {
+            values: solved.get_solution().columns().to_vec(),
+            outcome,
+            gap: Some(gap),
+        })
+    }
+}
+
+#[cfg(feature = "microlp")]
+mod micro {
+    use good_lp::{
+        ResolutionError, Solution, SolutionStatus, SolverModel, WithInitialSolution, WithMipGap,
+        WithTimeLimit,
+    };
+
+    use super::{Failure, LinearModel, Outcome, SolveOptions, Solved, to_good_lp};
+
+    /// microlp (pure Rust); it reports no gap unless it proves optimality.
+    pub(super) fn solve(
+        model: &LinearModel,
+        start: Option<&[f64]>,
+        opts: &SolveOptions,
+    ) -> Result<Solved, Failure> {
+        let (pv, cols, objective, rows) = to_good_lp(model);
+        let mut problem = pv
+            .minimise(objective)
+            .using(good_lp::microlp)
+            .with_time_limit(opts.time_limit_s.max(0.0))
+            .with_mip_gap(opts.mip_gap.max(0.0) as f32)
+            .map_err(|e| Failure::NoSolution(format!("microlp: {e}")))?;
+        if let Some(start) = start {
+            problem =
+                problem.with_initial_solution(cols.iter().copied().zip(start.iter().copied()));
+        }
+        for r in rows {
+            problem.add_constraint(r);
+        }
+        match problem.solve() {
+            Ok(sol) => {
+                let (outcome, gap) = match sol.status() {
+                    SolutionStatus::Optimal => (Outcome::Optimal, Some(0.0)),
+                    SolutionStatus::GapLimit => (Outcome::GapReached, None),
+                    SolutionStatus::TimeLimit => (Outcome::TimeLimit, None),
+                };
+                Ok(Solved {
+                    values: cols.iter().map(|&c| sol.value(c)).collect(),
+                    outcome,
+                    gap,
+                })
+            }
+            Err(ResolutionError::Infeasible) => Err(Failure::Infeasible),
+            Err(e) => Err(Failure::NoSolution(format!("microlp: {e}"))),
+        }
+    }
+}

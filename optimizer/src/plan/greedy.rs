@@ -1,0 +1,332 @@
+//! Greedy plans: the MILP's warm start (each replica where its marginal cost is lowest)
+//! and the reference plan (each replica where the most CPU is free, like the default
+//! Kubernetes scheduler's least-allocated scoring).
+//!
+//! Both respect every hard constraint; either may fail on instances the MILP solves
+//! (packing is hard), in which case they say which workload they could not place.
+
+use std::cmp::Ordering;
+
+use crate::model::{Resource, Resources};
+
+use super::classes::{Instance, dot};
+
+/// How the greedy picks a target for the next replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rule {
+    /// Lowest marginal weighted cost (idle power of waking, migration included).
+    Cheapest,
+    /// Most free CPU fraction after placing; powered-on targets before sleeping ones.
+    LeastAllocated,
+}
+
+/// Places every replica of every class; returns replicas per pair.
+pub(crate) fn place(inst: &Instance<'_>, rule: Rule) -> Result<Vec<u32>, String> {
+    let mut s = State::new(inst, rule);
+    for g in 0..inst.affinity_groups.len() {
+        s.place_group(g)?;
+    }
+    let totals = total_free(inst);
+    let mut order: Vec<usize> = (0..inst.classes.len())
+        .filter(|&c| inst.classes[c].affinity.is_none())
+        .collect();
+    let size = |c: usize| {
+        let req = inst.workload(c).requests;
+        Resource::ALL
+            .into_iter()
+            .filter(|&r| totals.get(r) > 0.0)
+            .map(|r| req.get(r) / totals.get(r))
+            .fold(0.0, f64::max)
+    };
+    let tier = |c: usize| {
+        let w = inst.workload(c);
+        u8::from(w.anti_affinity_group.is_none() && w.number_of_targets.is_none())
+    };
+    order.sort_by(|&a, &b| {
+        tier(a)
+            .cmp(&tier(b))
+            .then(size(b).total_cmp(&size(a)))
+            .then(a.cmp(&b))
+    });
+    for c in order {
+        s.place_class(c)?;
+    }
+    Ok(s.x)
+}
+
+/// Free resources summed over all targets.
+fn total_free(inst: &Instance<'_>) -> Resources {
+    inst.targets.iter().fold(Resources::default(), |acc, t| {
+        let f = t.free();
+        Resources::new(acc.cpu + f.cpu, acc.memory + f.memory, acc.gpu + f.gpu)
+    })
+}
+
+/// What is left on every target while the greedy runs.
+struct State<'a, 'i> {
+    inst: &'a Instance<'i>,
+    rule: Rule,
+    x: Vec<u32>,
+    free: Vec<Resources>,
+    headroom: Vec<f64>,
+    used: Vec<bool>,
+    /// Replicas of each anti-affinity group per target, `g * targets + t`.
+    anti: Vec<u32>,
+    /// Distinct targets used per class.
+    distinct: Vec<u32>,
+}
+
+const EPS: f64 = 1e-9;
+
+impl<'a, 'i> State<'a, 'i> {
+    fn new(inst: &'a Instance<'i>, rule: Rule) -> Self {
+        let nt = inst.targets.len();
+        Self {
+            inst,
+            rule,
+            x: vec![0; inst.pairs.len()],
+            free: inst.targets.iter().map(|t| t.free()).collect(),
+            headroom: (0..nt).map(|t| inst.headroom(t)).collect(),
+            used: vec![false; nt],
+            anti: vec![0; inst.anti_groups.len() * nt],
+            distinct: vec![0; inst.classes.len()],
+        }
+    }
+
+    /// Idle watts that using target `t` would add now.
+    fn wake_watts(&self, t: usize) -> f64 {
+        if self.inst.is_off(t) && !self.used[t] {
+            self.inst.targets[t].idle_watts
+        } else {
+            0.0
+        }
+    }
+
+    /// Most replicas pair `p` can take now (spread, resources, power, anti-affinity).
+    fn room(&self, p: usize) -> u32 {
+        let pair = &self.inst.pairs[p];
+        let t = pair.target;
+        let mut n = f64::from(pair.upper - self.x[p].min(pair.upper));
+        let req = self.inst.workload(pair.class).requests;
+        for r in Resource::ALL {
+            if req.get(r) > 0.0 {
+                n = n.min(((self.free[t].get(r) + EPS) / req.get(r)).floor());
+            }
+        }
+        let head = self.headroom[t] - self.wake_watts(t);
+        if head < -EPS {
+            return 0;
+        }
+        if pair.watts > 0.0 && head.is_finite() {
+            n = n.min(((head + EPS) / pair.watts).floor());
+        }
+        if let Some(g) = self.inst.classes[pair.class].anti {
+            n = n.min(f64::from(
+                1u32.saturating_sub(self.anti[g * self.inst.targets.len() + t]),
+            ));
+        }
+        n.max(0.0) as u32
+    }
+
+    fn apply(&mut self, p: usize, k: u32) {
+        let pair = self.inst.pairs[p];
+        let t = pair.target;
+        let req = self.inst.workload(pair.class).requests;
+        let kf = f64::from(k);
+        self.headroom[t] -= self.wake_watts(t) + pair.watts * kf;
+        self.free[t] = Resources::new(
+            self.free[t].cpu - req.cpu * kf,
+            self.free[t].memory - req.memory * kf,
+            self.free[t].gpu - req.gpu * kf,
+        );
+        if self.x[p] == 0 {
+            self.distinct[pair.class] += 1;
+        }
+        self.x[p] += k;
+        self.used[t] = true;
+        if let Some(g) = self.inst.classes[pair.class].anti {
+            self.anti[g * self.inst.targets.len() + t] += k;
+        }
+    }
+
+    /// Marginal key of one more replica on pair `p` (lower is better).
+    fn key(&self, p: usize) -> (f64, f64) {
+        let inst = self.inst;
+        let pair = &inst.pairs[p];
+        let t = pair.target;
+        let waking = inst.is_off(t) && !self.used[t];
+        match self.rule {
+            Rule::Cheapest => {
+                let mut k = dot(&inst.coef, &pair.terms);
+                if waking {
+                    k += dot(&inst.coef, &inst.wake[t]);
+                }
+                if self.x[p] < inst.classes[pair.class].current_on(t) {
+                    k -= inst.coef.migration;
+                }
+                (0.0, k)
+            }
+            Rule::LeastAllocated => {
+                let target = &inst.targets[t];
+                let req = inst.workload(pair.class).requests;
+                let left = if target.capacity.cpu > 0.0 {
+                    (self.free[t].cpu - req.cpu) / target.capacity.cpu
+                } else {
+                    0.0
+                };
+                (f64::from(u8::from(waking)), -left)
+            }
+        }
+    }
+
+    fn place_class(&mut self, c: usize) -> Result<(), String> {
+        let inst = self.inst;
+        let w = inst.workload(c);
+        let want = w.number_of_targets;
+        let mut remaining = inst.classes[c].replicas;
+        while remaining > 0 {
+            let distinct = self.distinct[c];
+            let reserve_now = want.map_or(0, |n| n.saturating_sub(distinct));
+            let best = inst.class_pairs[c]
+                .clone()
+                .filter(|&p| {
+                    let new = self.x[p] == 0;
+                    let after = want.map_or(0, |n| n.saturating_sub(distinct + u32::from(new)));
+                    let fresh_ok = !(new && want.is_some_and(|n| distinct >= n));
+                    fresh_ok && remaining > after && self.room(p) > 0
+                })
+                .min_by(|&a, &b| cmp_key(self.key(a), self.key(b)));
+            let Some(p) = best else {
+                return Err(format!(
+                    "could not place {remaining} of {} replicas of workload {}{}",
+                    inst.classes[c].replicas,
+                    w.name,
+                    if reserve_now > 0 {
+                        format!(" on {reserve_now} more distinct targets")
+                    } else {
+                        String::new()
+                    }
+                ));
+            };
+            let new = self.x[p] == 0;
+            let after = want.map_or(0, |n| n.saturating_sub(distinct + u32::from(new)));
+            let mut k = (remaining - after).min(self.room(p));
+            match self.rule {
+                Rule::LeastAllocated => k = k.min(1),
+                Rule::Cheapest => {
+                    let t = inst.pairs[p].target;
+                    let now = inst.classes[c].current_on(t);
+                    if self.x[p] < now {
+                        k = k.min(now - self.x[p]);
+                    }
+                }
+            }
+            self.apply(p, k);
+            remaining -= k;
+        }
+        Ok(())
+    }
+
+    /// Places a whole affinity group on the one target that suits it best.
+    fn place_group(&mut self, g: usize) -> Result<(), String> {
+        let inst = self.inst;
+        let group = &inst.affinity_groups[g];
+        let total: u32 = group
+            .classes
+            .iter()
+            .map(|&c| inst.classes[c].replicas)
+            .sum();
+        if total == 0 {
+            return Ok(());
+        }
+        let mut best: Option<(usize, (f64, f64))> = None;
+        for t in 0..inst.targets.len() {
+            if let Some(key) = self.group_key(g, t)
+                && best.is_none_or(|(_, b)| cmp_key(key, b) == Ordering::Less)
+            {
+                best = Some((t, key));
+            }
+        }
+        let Some((t, _)) = best else {
+            return Err(format!(
+                "no single target can take all {total} replicas of affinity group {}",
+                group.name
+            ));
+        };
+        for &c in &group.classes {
+            let n = inst.classes[c].replicas;
+            if n > 0
+                && let Some(p) = inst.pair_of(c, t)
+            {
+                self.apply(p, n);
+            }
+        }
+        Ok(())
+    }
+
+    /// The key of putting all of group `g` on target `t`, if it fits there.
+    fn group_key(&self, g: usize, t: usize) -> Option<(f64, f64)> {
+        let inst = self.inst;
+        let mut need = Resources::default();
+        let mut watts = self.wake_watts(t);
+        let mut key = (0.0, 0.0);
+        let mut anti = vec![0u32; inst.anti_groups.len()];
+        for &c in &inst.affinity_groups[g].classes {
+            let n = inst.classes[c].replicas;
+            if n == 0 {
+                continue;
+            }
+            let p = inst.pair_of(c, t)?;
+            let w = inst.workload(c);
+            if n > inst.pairs[p].upper || w.number_of_targets.is_some_and(|k| k != 1) {
+                return None;
+            }
+            let nf = f64::from(n);
+            need = Resources::new(
+                need.cpu + w.requests.cpu * nf,
+                need.memory + w.requests.memory * nf,
+                need.gpu + w.requests.gpu * nf,
+            );
+            watts += inst.pairs[p].watts * nf;
+            if let Some(a) = inst.classes[c].anti {
+                anti[a] += n;
+                if anti[a] + self.anti[a * inst.targets.len() + t] > 1 {
+                    return None;
+                }
+            }
+            match self.rule {
+                Rule::Cheapest => {
+                    let now = f64::from(inst.classes[c].current_on(t).min(n));
+                    key.1 += dot(&inst.coef, &inst.pairs[p].terms) * nf - inst.coef.migration * now;
+                }
+                Rule::LeastAllocated => {}
+            }
+        }
+        if Resource::ALL
+            .into_iter()
+            .any(|r| need.get(r) > self.free[t].get(r) + EPS)
+            || watts > self.headroom[t] + EPS
+        {
+            return None;
+        }
+        let waking = inst.is_off(t) && !self.used[t];
+        match self.rule {
+            Rule::Cheapest if waking => key.1 += dot(&inst.coef, &inst.wake[t]),
+            Rule::Cheapest => {}
+            Rule::LeastAllocated => {
+                let cap = inst.targets[t].capacity.cpu;
+                let left = if cap > 0.0 {
+                    (self.free[t].cpu - need.cpu) / cap
+                } else {
+                    0.0
+                };
+                key = (f64::from(u8::from(waking)), -left);
+            }
+        }
+        Some(key)
+    }
+}
+
+fn cmp_key(a: (f64, f64), b: (f64, f64)) -> Ordering {
+    a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1))
+}

@@ -1,0 +1,202 @@
+//! Learned power model: an ONNX graph (e.g. the MLP trained by `optimizer/models/train.py`)
+//! run with tract, batched.
+//!
+//! # Feature vector
+//!
+//! The graph has one input, float32 `[N, 3]`, one row per prediction:
+//!
+//! | column | feature       | unit              |
+//! |--------|---------------|-------------------|
+//! | 0      | `utilisation` | CPU fraction 0..1 |
+//! | 1      | `idle_watts`  | W                 |
+//! | 2      | `max_watts`   | W                 |
+//!
+//! and one output, float32 `[N, 1]`: the predicted **total** power of the node at that
+//! utilisation, watts. The batch dimension is symbolic, so any number of rows runs in one call.
+//! The incremental power of a query is `f(u + Δu) − f(u)` (with `u + Δu` clamped to 1), computed
+//! in one inference over `2·n` rows: the `n` "before" rows, then the `n` "after" rows.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::dims;
+
+use super::curve::{check_lengths, check_query};
+use super::{PowerError, PowerModel, PowerQuery};
+
+/// Width of the feature vector: `[utilisation, idle_watts, max_watts]`.
+pub const FEATURES: usize = 3;
+
+/// An ONNX power model loaded once and kept as an optimised tract plan.
+#[derive(Debug, Clone)]
+pub struct OnnxPowerModel {
+    plan: Arc<TypedRunnableModel>,
+    name: String,
+}
+
+impl OnnxPowerModel {
+    /// Loads and optimises the model at `path`; failures are [`PowerError::Load`].
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, PowerError> {
+        let path = path.as_ref();
+        let label = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| PowerError::Load {
+            path: label.clone(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        Self::from_bytes(&bytes, &label)
+    }
+
+    /// Loads and optimises a model from its ONNX bytes; `label` names it in errors and
+    /// [`PowerModel::name`] (e.g. the path it came from).
+    pub fn from_bytes(bytes: &[u8], label: &str) -> Result<Self, PowerError> {
+        let load_err = |stage: &str, e: TractError| PowerError::Load {
+            path: label.to_string(),
+            reason: format!("{stage}: {e:#}"),
+        };
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut Cursor::new(bytes))
+            .map_err(|e| load_err("not a readable ONNX model", e))?;
+        let batch = model.sym("N");
+        let plan = model
+            .with_input_fact(0, f32::fact(dims!(batch, FEATURES)).into())
+            .map_err(|e| load_err("input 0 does not accept [N, 3] f32 features", e))?
+            .into_optimized()
+            .map_err(|e| load_err("cannot optimise the graph", e))?
+            .into_runnable()
+            .map_err(|e| load_err("cannot build an execution plan", e))?;
+        let model = Self {
+            plan,
+            name: format!("onnx:{label}"),
+        };
+        // Probe once so a graph with the wrong output shape fails here, not on the first request.
+        let probe = model
+            .predict_watts(&[[0.5, 100.0, 200.0]])
+            .map_err(|e| PowerError::Load {
+                path: label.to_string(),
+                reason: format!("probe inference: {e}"),
+            })?;
+        if !probe[0].is_finite() {
+            return Err(PowerError::Load {
+                path: label.to_string(),
+                reason: format!("probe inference returned {}", probe[0]),
+            });
+        }
+        Ok(model)
+    }
+
+    /// Total node watts predicted for each feature row `[utilisation, idle_watts, max_watts]`.
+    pub fn predict_watts(&self, rows: &[[f32; FEATURES]]) -> Result<Vec<f32>, PowerError> {
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        let mut out = Vec::with_capacity(rows.len());
+        self.run(&flat, rows.len(), |w| out.extend_from_slice(w))?;
+        Ok(out)
+    }
+
+    /// Runs `rows` feature rows (row-major in `flat`) and hands the `rows` outputs to `sink`.
+    fn run(&self, flat: &[f32], rows: usize, sink: impl FnOnce(&[f32])) -> Result<(), PowerError> {
+        let infer = |e: TractError| PowerError::Inference(format!("{e:#}"));
+        if rows == 0 {
+            sink(&[]);
+            return Ok(());
+        }
+        let input = Tensor::from_shape(&[rows, FEATURES], flat).map_err(infer)?;
+        let outputs = self.plan.run(tvec!(input.into_tvalue())).map_err(infer)?;
+        let first = outputs
+            .first()
+            .ok_or_else(|| PowerError::Inference("the model produced no output".to_string()))?;
+        let view = first.to_plain_array_view::<f32>().map_err(infer)?;
+        if view.len() != rows {
+            return Err(PowerError::Inference(format!(
+                "expected {rows} outputs, the model produced shape {:?}",
+                view.shape()
+            )));
+        }
+        match view.as_slice() {
+            Some(slice) => sink(slice),
+            None => sink(&view.iter().copied().collect::<Vec<f32>>()),
+        }
+        Ok(())
+    }
+}
+
+impl PowerModel for OnnxPowerModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn incremental_watts(
+        &self,
+        queries: &[PowerQuery<'_>],
+        out: &mut [f64],
+    ) -> Result<(), PowerError> {
+        check_lengths(queries, out)?;
+        let n = queries.len();
+        let mut flat = vec![0f32; 2 * n * FEATURES];
+        let (before, after) = flat.split_at_mut(n * FEATURES);
+        for (i, q) in queries.iter().enumerate() {
+            check_query(i, q)?;
+            if q.max_watts <= 0.0 || q.idle_watts < 0.0 {
+                return Err(PowerError::Inference(format!(
+                    "query {i} (node type `{}`): idle {} W / max {} W are outside the model's domain",
+                    q.node_type, q.idle_watts, q.max_watts
+                )));
+            }
+            let u = q.utilisation.clamp(0.0, 1.0);
+            let u_after = (u + q.added_utilisation().max(0.0)).min(1.0);
+            let row = i * FEATURES;
+            before[row..row + FEATURES].copy_from_slice(&[
+                u as f32,
+                q.idle_watts as f32,
+                q.max_watts as f32,
+            ]);
+            after[row..row + FEATURES].copy_from_slice(&[
+                u_after as f32,
+                q.idle_watts as f32,
+                q.max_watts as f32,
+            ]);
+        }
+        let mut result = Ok(());
+        self.run(&flat, 2 * n, |watts| {
+            let (w_before, w_after) = watts.split_at(n);
+            for (i, slot) in out.iter_mut().enumerate() {
+                let delta = f64::from(w_after[i]) - f64::from(w_before[i]);
+                if !delta.is_finite() {
+                    result = Err(PowerError::Inference(format!(
+                        "query {i}: the model predicted {delta} W"
+                    )));
+                    return;
+                }
+                *slot = delta.max(0.0);
+            }
+        })?;
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn missing_file_is_a_load_error_naming_the_path() {
+        match OnnxPowerModel::load("/nonexistent/power.onnx") {
+            Err(PowerError::Load { path, reason }) => {
+                assert_eq!(path, "/nonexistent/power.onnx");
+                assert!(reason.contains("cannot read"), "{reason}");
+            }
+            other => panic!("expected a load error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn garbage_bytes_are_a_load_error() {
+        match OnnxPowerModel::from_bytes(b"definitely not protobuf", "mem") {
+            Err(PowerError::Load { path, .. }) => assert_eq!(path, "mem"),
+            other => panic!("expected a load error, got {other:?}"),
+        }
+    }
+}
