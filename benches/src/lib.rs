@@ -1,5 +1,6 @@
 //! Shared fixtures for the criterion benchmarks.
 
+pub mod placement;
 pub mod snapshot;
 
 pub use snapshot::{FleetShape, Recording, heap};

@@ -84,14 +84,13 @@ pub fn score_targets_normalised(
         })
         .collect();
     let mut watts = vec![0.0; queries.len()];
-    power.incremental_watts(&queries, &mut watts)?;
+    crate::power::predict(power, &queries, &mut watts)?;
     drop(queries);
 
     let duration = workload.duration();
     let mut out = Vec::with_capacity(targets.len());
     let mut range = NormaliserBuilder::new();
     for (i, (target, &w)) in targets.iter().zip(&watts).enumerate() {
-        let w = if w.is_finite() { w.max(0.0) } else { 0.0 };
         let reasons = cost::check_pair(workload, target, w);
         let replica = cost::replica_cost(workload, target, w, at);
         let wake = cost::wake_cost(target, duration, at);

@@ -133,6 +133,10 @@ mod highs {
         }
         let error = |what: String| Failure::NoSolution(format!("HiGHS: {what}"));
         let mut inner = problem.try_into_inner().map_err(|e| error(e.to_string()))?;
+        if std::env::var_os("ECOPLACE_HIGHS_LOG").is_some() {
+            let _ = inner.try_set_option("output_flag", true);
+            let _ = inner.try_set_option("log_to_console", true);
+        }
         let options: [(&str, f64); 3] = [
             ("time_limit", opts.time_limit_s.max(0.0)),
             ("mip_rel_gap", opts.mip_gap.max(0.0)),

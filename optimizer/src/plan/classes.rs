@@ -152,11 +152,8 @@ impl<'a> Instance<'a> {
             }
         }
         let mut watts = vec![0.0; queries.len()];
-        power.incremental_watts(&queries, &mut watts)?;
+        crate::power::predict(power, &queries, &mut watts)?;
         drop(queries);
-        for w in &mut watts {
-            *w = if w.is_finite() { w.max(0.0) } else { 0.0 };
-        }
 
         let wake: Vec<Objectives> = targets
             .iter()

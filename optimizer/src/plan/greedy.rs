@@ -18,6 +18,18 @@ pub(crate) enum Rule {
     Cheapest,
     /// Most free CPU fraction after placing; powered-on targets before sleeping ones.
     LeastAllocated,
+    /// Least free CPU fraction after placing (best fit); powered-on targets first. Packs
+    /// tight instances the cheapest rule fragments.
+    BestFit,
+}
+
+/// A feasible starting plan: the cheapest-first greedy, or best-fit packing when the
+/// cheapest-first one cannot place everything (tight capacity).
+pub(crate) fn warm_start(inst: &Instance<'_>) -> Result<Vec<u32>, String> {
+    place(inst, Rule::Cheapest).or_else(|cheapest| {
+        place(inst, Rule::BestFit)
+            .map_err(|packed| format!("{cheapest}; best-fit packing: {packed}"))
+    })
 }
 
 /// Places every replica of every class; returns replicas per pair.
@@ -42,9 +54,13 @@ pub(crate) fn place(inst: &Instance<'_>, rule: Rule) -> Result<Vec<u32>, String>
         let w = inst.workload(c);
         u8::from(w.anti_affinity_group.is_none() && w.number_of_targets.is_none())
     };
+    let slack: Vec<f64> = (0..inst.classes.len()).map(|c| slack(inst, c)).collect();
+    // Most constrained first: spread/anti-affinity rules, then the classes with the least
+    // room among their feasible targets (latency SLOs, allowed lists), then the biggest.
     order.sort_by(|&a, &b| {
         tier(a)
             .cmp(&tier(b))
+            .then(slack[a].total_cmp(&slack[b]))
             .then(size(b).total_cmp(&size(a)))
             .then(a.cmp(&b))
     });
@@ -52,6 +68,27 @@ pub(crate) fn place(inst: &Instance<'_>, rule: Rule) -> Result<Vec<u32>, String>
         s.place_class(c)?;
     }
     Ok(s.x)
+}
+
+/// How many times over the feasible targets of class `c` could hold its replicas (by free
+/// resources and spread limits, before anything is placed), bucketed by powers of two so
+/// that classes of similar slack keep the size order.
+fn slack(inst: &Instance<'_>, c: usize) -> f64 {
+    let req = inst.workload(c).requests;
+    let room: f64 = inst.class_pairs[c]
+        .clone()
+        .map(|p| {
+            let pair = &inst.pairs[p];
+            let free = inst.targets[pair.target].free();
+            Resource::ALL
+                .into_iter()
+                .filter(|&r| req.get(r) > 0.0)
+                .map(|r| (free.get(r) / req.get(r)).floor().max(0.0))
+                .fold(f64::from(pair.upper), f64::min)
+        })
+        .sum();
+    let need = f64::from(inst.classes[c].replicas.max(1));
+    (room / need).max(1.0).log2().floor()
 }
 
 /// Free resources summed over all targets.
@@ -166,17 +203,27 @@ impl<'a, 'i> State<'a, 'i> {
                 }
                 (0.0, k)
             }
-            Rule::LeastAllocated => {
-                let target = &inst.targets[t];
-                let req = inst.workload(pair.class).requests;
-                let left = if target.capacity.cpu > 0.0 {
-                    (self.free[t].cpu - req.cpu) / target.capacity.cpu
-                } else {
-                    0.0
-                };
-                (f64::from(u8::from(waking)), -left)
+            Rule::LeastAllocated | Rule::BestFit => {
+                self.fit_key(t, inst.workload(pair.class).requests.cpu, waking)
             }
         }
+    }
+
+    /// Packing key of adding `cpu` cores to target `t`: awake targets first, then the most
+    /// (least-allocated) or least (best-fit) free CPU fraction left.
+    fn fit_key(&self, t: usize, cpu: f64, waking: bool) -> (f64, f64) {
+        let cap = self.inst.targets[t].capacity.cpu;
+        let left = if cap > 0.0 {
+            (self.free[t].cpu - cpu) / cap
+        } else {
+            0.0
+        };
+        let sign = if self.rule == Rule::BestFit {
+            1.0
+        } else {
+            -1.0
+        };
+        (f64::from(u8::from(waking)), sign * left)
     }
 
     fn place_class(&mut self, c: usize) -> Result<(), String> {
@@ -212,7 +259,7 @@ impl<'a, 'i> State<'a, 'i> {
             let after = want.map_or(0, |n| n.saturating_sub(distinct + u32::from(new)));
             let mut k = (remaining - after).min(self.room(p));
             match self.rule {
-                Rule::LeastAllocated => k = k.min(1),
+                Rule::LeastAllocated | Rule::BestFit => k = k.min(1),
                 Rule::Cheapest => {
                     let t = inst.pairs[p].target;
                     let now = inst.classes[c].current_on(t);
@@ -299,7 +346,7 @@ impl<'a, 'i> State<'a, 'i> {
                     let now = f64::from(inst.classes[c].current_on(t).min(n));
                     key.1 += dot(&inst.coef, &inst.pairs[p].terms) * nf - inst.coef.migration * now;
                 }
-                Rule::LeastAllocated => {}
+                Rule::LeastAllocated | Rule::BestFit => {}
             }
         }
         if Resource::ALL
@@ -313,15 +360,7 @@ impl<'a, 'i> State<'a, 'i> {
         match self.rule {
             Rule::Cheapest if waking => key.1 += dot(&inst.coef, &inst.wake[t]),
             Rule::Cheapest => {}
-            Rule::LeastAllocated => {
-                let cap = inst.targets[t].capacity.cpu;
-                let left = if cap > 0.0 {
-                    (self.free[t].cpu - need.cpu) / cap
-                } else {
-                    0.0
-                };
-                key = (f64::from(u8::from(waking)), -left);
-            }
+            Rule::LeastAllocated | Rule::BestFit => key = self.fit_key(t, need.cpu, waking),
         }
         Some(key)
     }

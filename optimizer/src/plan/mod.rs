@@ -31,7 +31,6 @@ pub use pareto::{Objective, ParetoOptions, ParetoPoint, pareto_front};
 
 use backend::{Failure, Outcome};
 use classes::Instance;
-use greedy::Rule;
 use milp::{Layout, LinearModel};
 
 /// Which MILP solver runs (or none: the greedy plan only).
@@ -232,7 +231,7 @@ pub fn plan(
     explain::precheck(&inst)?;
     let reference = reference::reference(&inst);
     let (model, lay) = milp::build(&inst, &inst.coef, None);
-    let greedy = greedy::place(&inst, Rule::Cheapest);
+    let greedy = greedy::warm_start(&inst);
     let solution = solve(&inst, &model, &lay, greedy, &inst.coef, options)?;
     Ok(finish(&inst, &model, solution, &reference))
 }

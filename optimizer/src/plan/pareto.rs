@@ -10,7 +10,7 @@ use crate::power::PowerModel;
 use crate::weights::Weights;
 
 use super::classes::Instance;
-use super::greedy::{self, Rule};
+use super::greedy;
 use super::milp::{self, Bounded, LinearModel};
 use super::{Plan, PlanError, Solution, SolveOptions, evaluate, explain, finish, reference, solve};
 
@@ -104,7 +104,7 @@ pub fn pareto_front(
     let b = sweep.bounded;
     let rest = others(&inst, b);
     let value = |x: &[u32]| b.bounded().of(&evaluate::class_units(&inst, x));
-    let greedy = greedy::place(&inst, Rule::Cheapest);
+    let greedy = greedy::warm_start(&inst);
 
     // Ends of the sweep: the bounded objective alone, and the others alone.
     let solve_with = |coef: &Objectives, eps: Option<f64>, start: Result<Vec<u32>, String>| {

@@ -80,6 +80,27 @@ pub trait PowerModel: Send + Sync {
     ) -> Result<(), PowerError>;
 }
 
+/// Runs `model` on `queries` and checks its answers: a non-finite prediction is an error
+/// naming the model and the query, a negative one (a model's noise) is clamped to 0 W.
+pub fn predict(
+    model: &dyn PowerModel,
+    queries: &[PowerQuery<'_>],
+    out: &mut [f64],
+) -> Result<(), PowerError> {
+    model.incremental_watts(queries, out)?;
+    for (i, (w, q)) in out.iter_mut().zip(queries).enumerate() {
+        if !w.is_finite() {
+            return Err(PowerError::Inference(format!(
+                "{}: query {i} (node type `{}`) predicted {w} W",
+                model.name(),
+                q.node_type
+            )));
+        }
+        *w = w.max(0.0);
+    }
+    Ok(())
+}
+
 /// Parameters of one PEAKS-form curve `P(u) = k0 + k1·e^(k2·u)`, watts.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PowerCurve {

