@@ -29,7 +29,7 @@ pub struct Lcg(pub u64);
 
 impl Lcg {
     /// Uniform in [0, 1).
-    pub fn next(&mut self) -> f64 {
+    pub fn unit(&mut self) -> f64 {
         self.0 = self
             .0
             .wrapping_mul(6364136223846793005)
@@ -38,11 +38,11 @@ impl Lcg {
     }
     /// Uniform index below `n`.
     pub fn below(&mut self, n: usize) -> usize {
-        ((self.next() * n as f64) as usize).min(n - 1)
+        ((self.unit() * n as f64) as usize).min(n - 1)
     }
     /// Uniform in [lo, hi).
     pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
-        lo + (hi - lo) * self.next()
+        lo + (hi - lo) * self.unit()
     }
 }
 
@@ -70,13 +70,13 @@ pub fn fleet(rng: &mut Lcg, n: usize, kind: TargetKind, cores: (f64, f64)) -> Ve
             let region = i % REGIONS.len();
             let cpu = rng.range(cores.0, cores.1).round();
             let nodes = (cpu / 32.0).max(1.0);
-            let on = rng.next() < 0.8;
+            let on = rng.unit() < 0.8;
             let used = if on { rng.range(0.2, 0.5) } else { 0.0 };
             let idle = nodes * rng.range(80.0, 140.0);
             let max = idle + nodes * rng.range(200.0, 320.0);
             let g = REGIONS[region].1 * rng.range(0.8, 1.2);
             let now_w = if on { idle + (max - idle) * used } else { 0.0 };
-            let cap = (rng.next() < 0.2).then(|| now_w.max(idle) + (max - idle) * 0.5);
+            let cap = (rng.unit() < 0.2).then(|| now_w.max(idle) + (max - idle) * 0.5);
             Target {
                 name: format!("{}-{i:04}", kind_name(kind)),
                 kind,
@@ -119,7 +119,7 @@ pub fn shape(rng: &mut Lcg, name: String) -> Workload {
         expected_duration_s: 3600.0 * [1.0, 4.0, 12.0, 24.0][rng.below(4)],
         ..Workload::default()
     };
-    if rng.next() < 0.7 {
+    if rng.unit() < 0.7 {
         let slo = [30.0, 45.0, 90.0][rng.below(3)];
         w.latency_slo_ms.insert(REGIONS[region].0.to_string(), slo);
     }
@@ -137,7 +137,7 @@ pub fn thousand_workloads(rng: &mut Lcg, ts: &[Target], fill: f64) -> Vec<Worklo
         .map(|i| {
             let mut w = shape(rng, format!("app-{i:04}"));
             w.replicas = 1 + rng.below(6) as u32;
-            let roll = rng.next();
+            let roll = rng.unit();
             if roll < 0.08 {
                 w.max_per_target = Some(2);
             } else if roll < 0.12 {
@@ -152,7 +152,7 @@ pub fn thousand_workloads(rng: &mut Lcg, ts: &[Target], fill: f64) -> Vec<Worklo
                 w.latency_slo_ms.clear();
                 w.replicas = 1;
             }
-            if rng.next() < 0.3 {
+            if rng.unit() < 0.3 {
                 let t = &ts[rng.below(ts.len())];
                 w.current.insert(t.name.clone(), w.replicas);
             }
@@ -198,7 +198,7 @@ pub fn ten_thousand_pods(rng: &mut Lcg, ts: &[Target]) -> Vec<Workload> {
             let mut w = shapes[rng.below(shapes.len())].clone();
             w.name = format!("pod-{i:05}");
             w.replicas = 1;
-            if rng.next() < 0.2 {
+            if rng.unit() < 0.2 {
                 w.current.insert(ts[rng.below(ts.len())].name.clone(), 1);
             }
             w
