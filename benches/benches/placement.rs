@@ -22,10 +22,7 @@ use std::time::Duration;
 use benches::placement::{Lcg, at, fleet, milp_cases, report, shape};
 use criterion::{BenchmarkId, Criterion, SamplingMode, criterion_group, criterion_main};
 use optimizer::power::{CurvePowerModel, FallbackPowerModel, OnnxPowerModel};
-use optimizer::{
-    Plan, PowerModel, SolveOptions, Target, TargetKind, Weights, Workload, plan, score_targets,
-    validate,
-};
+use optimizer::{PowerModel, SolveOptions, TargetKind, Weights, plan, score_targets};
 
 fn bench_milp(c: &mut Criterion) {
     let power = CurvePowerModel::new();
