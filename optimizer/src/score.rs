@@ -9,6 +9,8 @@
 //! Score: `10 · (1 − Σ_k w_k·n_k / Σ_k w_k)` with `n_k = (term_k − min_k) / spread_k` in
 //! 0..=1; an infeasible target scores 0.
 
+use std::borrow::Borrow;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -53,9 +55,10 @@ impl TargetScore {
 }
 
 /// Scores every target for one replica of `workload`; one batched power-model call.
-pub fn score_targets(
+/// `targets` may be owned (`&[Target]`) or borrowed (`&[&Target]`, e.g. a request's subset).
+pub fn score_targets<T: Borrow<Target>>(
     workload: &Workload,
-    targets: &[Target],
+    targets: &[T],
     weights: &Weights,
     at: DateTime<Utc>,
     power: &dyn PowerModel,
@@ -65,16 +68,17 @@ pub fn score_targets(
 }
 
 /// [`score_targets`], also returning the normalisers the scores were computed with.
-pub fn score_targets_normalised(
+pub fn score_targets_normalised<T: Borrow<Target>>(
     workload: &Workload,
-    targets: &[Target],
+    targets: &[T],
     weights: &Weights,
     at: DateTime<Utc>,
     power: &dyn PowerModel,
 ) -> Result<(Vec<TargetScore>, Normalisers), PowerError> {
     let queries: Vec<PowerQuery<'_>> = targets
         .iter()
-        .map(|t| PowerQuery {
+        .map(Borrow::borrow)
+        .map(|t: &Target| PowerQuery {
             node_type: &t.node_type,
             idle_watts: t.idle_watts,
             max_watts: t.max_watts,
@@ -90,7 +94,7 @@ pub fn score_targets_normalised(
     let duration = workload.duration();
     let mut out = Vec::with_capacity(targets.len());
     let mut range = NormaliserBuilder::new();
-    for (i, (target, &w)) in targets.iter().zip(&watts).enumerate() {
+    for (i, (target, &w)) in targets.iter().map(Borrow::borrow).zip(&watts).enumerate() {
         let reasons = cost::check_pair(workload, target, w);
         let replica = cost::replica_cost(workload, target, w, at);
         let wake = cost::wake_cost(target, duration, at);

@@ -5,3 +5,6 @@
 
 pub mod carbon_args;
 pub mod commands;
+pub mod config;
+pub mod extender;
+pub mod server;

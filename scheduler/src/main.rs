@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use scheduler::commands::telemetry;
+use scheduler::commands::{serve, telemetry};
 
 /// Energy- and carbon-aware placement for Kubernetes and Open Cluster Management.
 #[derive(Debug, Parser)]
@@ -24,7 +24,9 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Show the fleet's power, top pods and carbon intensity from Kepler (or the demo fleet).
-    Telemetry(telemetry::TelemetryArgs),
+    Telemetry(Box<telemetry::TelemetryArgs>),
+    /// Run the kube-scheduler extender (filter/prioritize over HTTP).
+    Serve(serve::ServeArgs),
 }
 
 #[tokio::main]
@@ -40,6 +42,7 @@ async fn main() -> Result<()> {
         LogFormat::Text => logs.init(),
     }
     match cli.command {
-        Command::Telemetry(args) => telemetry::run(args).await,
+        Command::Telemetry(args) => telemetry::run(*args).await,
+        Command::Serve(args) => serve::run(args).await,
     }
 }

@@ -1,4 +1,5 @@
 //! One module per `ecoplace` subcommand.
 
+pub mod serve;
 pub mod telemetry;
 pub mod training;

@@ -1,0 +1,382 @@
+//! `ecoplace.yaml`: the service configuration. Unknown fields are errors, and every error
+//! names the field path (`policy.namespaces.batch.objective`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    /// The extender's HTTP server.
+    pub extender: ExtenderConfig,
+    /// Where telemetry comes from.
+    pub telemetry: TelemetryConfig,
+    /// Carbon zones and latency, keyed by node topology labels.
+    pub topology: TopologyConfig,
+    /// Node power profiles by instance type.
+    pub power: PowerConfig,
+    /// Pod policy defaults and per-namespace overrides.
+    pub policy: PolicyConfig,
+}
+
+/// HTTP server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ExtenderConfig {
+    /// Listen address.
+    pub listen: String,
+    /// URL prefix of the verbs (`{prefix}/filter`, `{prefix}/prioritize`).
+    pub prefix: String,
+    /// Internal deadline per request, ms (below kube-scheduler's httpTimeout).
+    pub deadline_ms: u64,
+    /// Largest request body accepted, bytes (full NodeLists at 5 000 nodes are tens of MB).
+    pub max_body_bytes: usize,
+    /// Serve HTTPS with this certificate and key.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for ExtenderConfig {
+    fn default() -> Self {
+        Self {
+            listen: "0.0.0.0:8888".into(),
+            prefix: "/scheduler".into(),
+            deadline_ms: 250,
+            max_body_bytes: 64 << 20,
+            tls: None,
+        }
+    }
+}
+
+/// PEM files for HTTPS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TlsConfig {
+    /// Certificate chain (PEM).
+    pub cert_file: PathBuf,
+    /// Private key (PEM).
+    pub key_file: PathBuf,
+}
+
+/// Telemetry settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct TelemetryConfig {
+    /// Prometheus or Thanos Query connection and Kepler schema settings (not needed with
+    /// `--demo`); keys as in `kepler_client::PrometheusConfig` (`url`, `bearer_token_file`,
+    /// `schema`, `zone`, `cluster_label`, …).
+    pub prometheus: Option<kepler_client::PrometheusConfig>,
+    /// The Kepler metrics' cluster label value for this cluster (multi-cluster Thanos);
+    /// empty: the single cluster Prometheus reports.
+    pub cluster: String,
+    /// How often telemetry is refreshed, seconds.
+    pub refresh_seconds: f64,
+    /// Telemetry older than this makes the extender fail open, seconds.
+    pub stale_after_seconds: f64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            prometheus: None,
+            cluster: String::new(),
+            refresh_seconds: 30.0,
+            stale_after_seconds: 300.0,
+        }
+    }
+}
+
+/// Mapping from node labels to carbon zones and user-region latency.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct TopologyConfig {
+    /// Label whose value keys the maps below.
+    pub region_label: String,
+    /// Fallback label (e.g. zone) when the region label is absent.
+    pub zone_label: String,
+    /// Label value → carbon zone (e.g. `europe-west3: DE`); unmapped values are used as is.
+    pub carbon_zones: BTreeMap<String, String>,
+    /// Carbon zone for nodes without either label.
+    pub default_carbon_zone: Option<String>,
+    /// Label value → user region → round-trip latency, ms.
+    pub latency_ms: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+impl Default for TopologyConfig {
+    fn default() -> Self {
+        Self {
+            region_label: "topology.kubernetes.io/region".into(),
+            zone_label: "topology.kubernetes.io/zone".into(),
+            carbon_zones: BTreeMap::new(),
+            default_carbon_zone: None,
+            latency_ms: BTreeMap::new(),
+        }
+    }
+}
+
+/// Node power profiles.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct PowerConfig {
+    /// Label naming a node's type.
+    pub node_type_label: String,
+    /// Profile per node type.
+    pub node_types: BTreeMap<String, NodeProfile>,
+    /// Profile for types not listed (Kepler's idle power replaces `idleWatts` when known).
+    pub default_profile: NodeProfile,
+    /// ONNX power model; the fitted-curve model is used when absent or failing.
+    pub onnx_model: Option<PathBuf>,
+}
+
+impl Default for PowerConfig {
+    fn default() -> Self {
+        Self {
+            node_type_label: "node.kubernetes.io/instance-type".into(),
+            node_types: BTreeMap::new(),
+            default_profile: NodeProfile::default(),
+            onnx_model: None,
+        }
+    }
+}
+
+/// A node type's power.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeProfile {
+    /// Power at 0 % CPU, watts.
+    pub idle_watts: f64,
+    /// Power at 100 % CPU, watts.
+    pub max_watts: f64,
+    /// Hard power cap, watts: nodes whose predicted power would exceed it fail filter.
+    pub power_cap_watts: Option<f64>,
+}
+
+impl Default for NodeProfile {
+    fn default() -> Self {
+        Self {
+            idle_watts: 100.0,
+            max_watts: 300.0,
+            power_cap_watts: None,
+        }
+    }
+}
+
+/// Pod policy defaults.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct PolicyConfig {
+    /// Default weights preset.
+    pub objective: String,
+    /// Default user region for latency SLOs.
+    pub user_region: Option<String>,
+    /// Default latency SLO, ms.
+    pub max_latency_ms: Option<f64>,
+    /// Expected pod lifetime used for energy and wake cost, seconds.
+    pub expected_duration_seconds: f64,
+    /// Hard: nodes with less allocatable memory fail, bytes.
+    pub min_memory_bytes: Option<f64>,
+    /// Hard: labels nodes must carry.
+    pub required_labels: BTreeMap<String, String>,
+    /// Overrides per namespace.
+    pub namespaces: BTreeMap<String, NamespacePolicy>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            objective: "balanced".into(),
+            user_region: None,
+            max_latency_ms: None,
+            expected_duration_seconds: 3600.0,
+            min_memory_bytes: None,
+            required_labels: BTreeMap::new(),
+            namespaces: BTreeMap::new(),
+        }
+    }
+}
+
+/// A namespace's overrides.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct NamespacePolicy {
+    /// Weights preset.
+    pub objective: Option<String>,
+    /// User region.
+    pub user_region: Option<String>,
+    /// Latency SLO, ms.
+    pub max_latency_ms: Option<f64>,
+    /// Leave this namespace's pods alone.
+    pub skip: Option<bool>,
+    /// Minimum allocatable memory, bytes.
+    pub min_memory_bytes: Option<f64>,
+    /// Extra required node labels.
+    pub required_labels: BTreeMap<String, String>,
+}
+
+/// An invalid configuration, with the field path.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: {source}")]
+    Read {
+        /// File.
+        file: String,
+        /// I/O error.
+        source: std::io::Error,
+    },
+    /// A field is wrong.
+    #[error("{file}: {path}: {reason}")]
+    Field {
+        /// File.
+        file: String,
+        /// Field path.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads and checks a YAML file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and checks YAML text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let de = serde_yaml::Deserializer::from_str(text);
+        let config: Config =
+            serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Field {
+                file: file.to_string(),
+                path: e.path().to_string(),
+                reason: e.inner().to_string(),
+            })?;
+        config
+            .check()
+            .map_err(|(path, reason)| ConfigError::Field {
+                file: file.to_string(),
+                path,
+                reason,
+            })?;
+        Ok(config)
+    }
+
+    /// Semantic checks serde cannot express; `(field path, reason)`.
+    fn check(&self) -> Result<(), (String, String)> {
+        let field = |p: &str, r: String| Err((p.to_string(), r));
+        if !self.extender.prefix.starts_with('/') || self.extender.prefix.ends_with('/') {
+            return field(
+                "extender.prefix",
+                format!("`{}` must start and not end with /", self.extender.prefix),
+            );
+        }
+        if self.extender.deadline_ms == 0 {
+            return field("extender.deadlineMs", "must be positive".into());
+        }
+        let positive = |v: f64| v.is_finite() && v > 0.0;
+        if !positive(self.telemetry.refresh_seconds) {
+            return field("telemetry.refreshSeconds", "must be positive".into());
+        }
+        if !positive(self.telemetry.stale_after_seconds) {
+            return field("telemetry.staleAfterSeconds", "must be positive".into());
+        }
+        if !positive(self.policy.expected_duration_seconds) {
+            return field("policy.expectedDurationSeconds", "must be positive".into());
+        }
+        check_preset("policy.objective", &self.policy.objective)?;
+        for (ns, p) in &self.policy.namespaces {
+            if let Some(o) = &p.objective {
+                check_preset(&format!("policy.namespaces.{ns}.objective"), o)?;
+            }
+        }
+        let profiles = std::iter::once((
+            "power.defaultProfile".to_string(),
+            &self.power.default_profile,
+        ))
+        .chain(
+            self.power
+                .node_types
+                .iter()
+                .map(|(t, p)| (format!("power.nodeTypes.{t}"), p)),
+        );
+        for (path, p) in profiles {
+            if !(p.idle_watts.is_finite() && p.idle_watts >= 0.0 && p.max_watts > p.idle_watts) {
+                return field(
+                    &path,
+                    format!(
+                        "need 0 ≤ idleWatts < maxWatts, got {} and {}",
+                        p.idle_watts, p.max_watts
+                    ),
+                );
+            }
+        }
+        for (region, row) in &self.topology.latency_ms {
+            for (user, ms) in row {
+                if !(ms.is_finite() && *ms >= 0.0) {
+                    return field(
+                        &format!("topology.latencyMs.{region}.{user}"),
+                        format!("{ms} is not a latency in ms"),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_preset(path: &str, name: &str) -> Result<(), (String, String)> {
+    optimizer::Weights::preset(name)
+        .map(|_| ())
+        .map_err(|e| (path.to_string(), e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = Config::parse("{}", "x.yaml").unwrap();
+        assert_eq!(c.extender.listen, "0.0.0.0:8888");
+        assert_eq!(c.extender.prefix, "/scheduler");
+        assert_eq!(c.extender.deadline_ms, 250);
+    }
+
+    #[test]
+    fn errors_name_the_field_path() {
+        let e = Config::parse(
+            "policy:\n  namespaces:\n    batch:\n      objectiv: carbon\n",
+            "x.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("policy.namespaces.batch"), "{e}");
+        assert!(e.contains("unknown field `objectiv`"), "{e}");
+        let e = Config::parse(
+            "policy:\n  namespaces:\n    batch:\n      objective: greenest\n",
+            "x.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("policy.namespaces.batch.objective"), "{e}");
+        let e = Config::parse("extender:\n  deadlineMs: soon\n", "x.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("extender.deadlineMs"), "{e}");
+        let e = Config::parse(
+            "power:\n  nodeTypes:\n    m5:\n      idleWatts: 300\n      maxWatts: 200\n",
+            "x.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("power.nodeTypes.m5"), "{e}");
+    }
+}

@@ -1,0 +1,282 @@
+//! One extender decision: the pod's policy, its candidates as optimizer targets, one
+//! `score_targets` call, and per-node verdicts (pass/fail with reasons, 0..=10 score).
+
+use std::collections::BTreeMap;
+
+use optimizer::cost::Infeasibility;
+use optimizer::{Objectives, PowerModel, Resources, Target, Workload, score_targets};
+
+use super::fleet::{FailOpen, FleetView, NodeFact, target};
+use super::policy::{self, AnnotationWarning, PodPolicy};
+use super::wire::{Candidates, FilterResult, HostPriority, NodeListOut, Request};
+
+/// Score given to nodes ecoplace knows nothing about, and to every node when failing open.
+pub const NEUTRAL_SCORE: i64 = 5;
+
+/// One node's verdict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    /// Node name.
+    pub name: String,
+    /// Whether ecoplace knew the node (unknown nodes pass with a neutral score).
+    pub known: bool,
+    /// Why it fails (empty: it passes).
+    pub reasons: Vec<String>,
+    /// Whether preemption cannot help (anything but a capacity shortfall).
+    pub unresolvable: bool,
+    /// 0..=10.
+    pub score: i64,
+    /// Marginal cost of one replica there, in units (energy Wh, carbon g, latency ms).
+    pub units: Option<Objectives>,
+}
+
+/// The outcome of one call.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// Per-candidate verdicts, in request order.
+    pub verdicts: Vec<Verdict>,
+    /// Why the decision failed open, if it did (all pass, neutral scores).
+    pub fail_open: Option<FailOpen>,
+    /// Whether the pod asked to be left alone.
+    pub skipped: bool,
+    /// Malformed annotations that were ignored.
+    pub warnings: Vec<AnnotationWarning>,
+    /// Objective preset or weights used, for logs.
+    pub policy: Option<PodPolicy>,
+}
+
+impl Decision {
+    /// Every candidate passes with the neutral score.
+    fn neutral(names: Vec<String>, fail_open: Option<FailOpen>) -> Self {
+        Self {
+            verdicts: names
+                .into_iter()
+                .map(|name| Verdict {
+                    name,
+                    known: false,
+                    reasons: Vec::new(),
+                    unresolvable: false,
+                    score: NEUTRAL_SCORE,
+                    units: None,
+                })
+                .collect(),
+            fail_open,
+            skipped: false,
+            warnings: Vec::new(),
+            policy: None,
+        }
+    }
+
+    /// A fail-open decision for the request's candidates.
+    pub fn fail_open(req: &Request, reason: FailOpen) -> Self {
+        Self::neutral(candidate_names(req), Some(reason))
+    }
+
+    /// The best passing known node and the carbon (g over the pod's expected lifetime) it
+    /// saves against the median passing node, if any node was scored.
+    pub fn best(&self) -> Option<(&Verdict, f64)> {
+        let mut passing: Vec<&Verdict> = self
+            .verdicts
+            .iter()
+            .filter(|v| v.known && v.reasons.is_empty() && v.units.is_some())
+            .collect();
+        let best = *passing
+            .iter()
+            .max_by(|a, b| a.score.cmp(&b.score).then(b.name.cmp(&a.name)))?;
+        passing.sort_by(|a, b| carbon(a).total_cmp(&carbon(b)));
+        let median = carbon(passing[passing.len() / 2]);
+        Some((best, (median - carbon(best)).max(0.0)))
+    }
+
+    /// The filter reply; `Nodes` requests get their passing nodes back as full objects.
+    pub fn filter_result(&self, req: Request) -> FilterResult {
+        let mut out = FilterResult::default();
+        let mut pass = Vec::new();
+        for v in &self.verdicts {
+            if v.reasons.is_empty() {
+                pass.push(v.name.clone());
+            } else {
+                let why = format!("ecoplace: {}", v.reasons.join("; "));
+                let map = if v.unresolvable {
+                    &mut out.failed_and_unresolvable_nodes
+                } else {
+                    &mut out.failed_nodes
+                };
+                map.insert(v.name.clone(), why);
+            }
+        }
+        match req.candidates {
+            Candidates::Names(_) => out.node_names = Some(pass),
+            Candidates::Nodes(nodes) => {
+                let passing: std::collections::HashSet<&str> =
+                    pass.iter().map(String::as_str).collect();
+                let items = nodes
+                    .into_iter()
+                    .filter(|(n, _)| passing.contains(n.metadata.name.as_str()))
+                    .map(|(_, raw)| raw)
+                    .collect();
+                out.nodes = Some(NodeListOut {
+                    metadata: BTreeMap::new(),
+                    items,
+                });
+            }
+        }
+        out
+    }
+
+    /// The prioritize reply.
+    pub fn priorities(&self) -> Vec<HostPriority> {
+        self.verdicts
+            .iter()
+            .map(|v| HostPriority {
+                host: v.name.clone(),
+                score: v.score,
+            })
+            .collect()
+    }
+}
+
+fn carbon(v: &Verdict) -> f64 {
+    v.units.map_or(0.0, |u| u.carbon_g)
+}
+
+fn candidate_names(req: &Request) -> Vec<String> {
+    match &req.candidates {
+        Candidates::Names(n) => n.clone(),
+        Candidates::Nodes(n) => n.iter().map(|(n, _)| n.metadata.name.clone()).collect(),
+    }
+}
+
+/// Decides filter verdicts and scores for `req` on `view`.
+pub fn decide(view: &FleetView, req: &Request, power: &dyn PowerModel) -> Decision {
+    let names = candidate_names(req);
+    let config = &view.inputs.config;
+    let (policy, warnings) = policy::resolve(
+        &config.policy,
+        &req.pod.metadata.namespace,
+        &req.pod.metadata.annotations,
+    );
+    if policy.skip {
+        let mut d = Decision::neutral(names, None);
+        d.skipped = true;
+        d.warnings = warnings;
+        return d;
+    }
+    if let Some(reason) = view.fail_open {
+        let mut d = Decision::neutral(names, Some(reason));
+        d.warnings = warnings;
+        return d;
+    }
+    let built: Vec<Target>;
+    let mut known: Vec<&Target> = Vec::with_capacity(names.len());
+    let mut slot: Vec<Option<usize>> = Vec::with_capacity(names.len());
+    match &req.candidates {
+        Candidates::Names(_) => {
+            if !view.nodes_synced {
+                let mut d = Decision::neutral(names, Some(FailOpen::NodesNotSynced));
+                d.warnings = warnings;
+                return d;
+            }
+            for n in &names {
+                slot.push(view.index.get(n).map(|&i| {
+                    known.push(&view.targets[i]);
+                    known.len() - 1
+                }));
+            }
+        }
+        Candidates::Nodes(nodes) => {
+            built = nodes
+                .iter()
+                .map(|(n, _)| {
+                    let allocated = view
+                        .allocated
+                        .get(&n.metadata.name)
+                        .copied()
+                        .unwrap_or_default();
+                    target(&NodeFact::from_node(n, allocated), &view.inputs)
+                })
+                .collect();
+            known = built.iter().collect();
+            slot = (0..built.len()).map(Some).collect();
+        }
+    }
+    let requests = match req.pod.requests() {
+        Ok(r) => r,
+        Err(_) => return Decision::neutral(names, Some(FailOpen::DecisionFailed)),
+    };
+    let workload = Workload {
+        name: req.pod.key(),
+        requests: Resources::new(requests.cpu, requests.memory, requests.gpu),
+        replicas: 1,
+        expected_duration_s: config.policy.expected_duration_seconds,
+        latency_slo_ms: policy.latency_slo_ms.clone(),
+        ..Workload::default()
+    };
+    let at = view.inputs.built_at;
+    let scores = match score_targets(&workload, &known, &policy.weights, at, power) {
+        Ok(s) => s,
+        Err(_) => return Decision::neutral(names, Some(FailOpen::DecisionFailed)),
+    };
+    let verdicts = names
+        .into_iter()
+        .zip(slot)
+        .map(|(name, slot)| match slot {
+            None => Verdict {
+                name,
+                known: false,
+                reasons: Vec::new(),
+                unresolvable: false,
+                score: NEUTRAL_SCORE,
+                units: None,
+            },
+            Some(i) => {
+                let s = &scores[i];
+                let t = known[i];
+                let mut reasons: Vec<String> = s.reasons.iter().map(|r| r.to_string()).collect();
+                let capacity_only = s
+                    .reasons
+                    .iter()
+                    .all(|r| matches!(r, Infeasibility::Capacity { .. }));
+                let hard = hard_policy(&policy, t);
+                let unresolvable = !hard.is_empty() || !capacity_only;
+                reasons.extend(hard);
+                let score = if reasons.is_empty() { s.rounded() } else { 0 };
+                Verdict {
+                    name,
+                    known: true,
+                    reasons,
+                    unresolvable,
+                    score,
+                    units: Some(s.units),
+                }
+            }
+        })
+        .collect();
+    Decision {
+        verdicts,
+        fail_open: None,
+        skipped: false,
+        warnings,
+        policy: Some(policy),
+    }
+}
+
+/// Node-level hard rules of the pod's policy (preemption cannot fix these).
+fn hard_policy(policy: &PodPolicy, t: &Target) -> Vec<String> {
+    let mut why = Vec::new();
+    if let Some(min) = policy.min_memory_bytes
+        && t.capacity.memory < min
+    {
+        why.push(format!(
+            "allocatable memory {:.1} GiB < policy minimum {:.1} GiB",
+            t.capacity.memory / f64::from(1u32 << 30),
+            min / f64::from(1u32 << 30)
+        ));
+    }
+    for (k, v) in &policy.required_labels {
+        if t.labels.get(k) != Some(v) {
+            why.push(format!("label {k}={v} required"));
+        }
+    }
+    why
+}

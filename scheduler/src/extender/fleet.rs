@@ -1,0 +1,249 @@
+//! The extender's picture of the cluster: one optimizer `Target` per node, rebuilt in the
+//! background from node facts (watch or demo fleet), the latest Kepler snapshot and carbon
+//! outlooks. Requests only read it (an `ArcSwap` load): nothing on the request path waits.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use kepler_client::FleetSnapshot;
+use optimizer::{CarbonOutlook, Resources, Target, TargetKind};
+
+use super::wire::{Node, PodRequests};
+use crate::config::Config;
+
+/// What ecoplace knows about a node from Kubernetes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeFact {
+    /// Node name.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Allocatable resources.
+    pub allocatable: PodRequests,
+    /// Requests of the pods bound to it (phase not Succeeded/Failed).
+    pub allocated: PodRequests,
+}
+
+impl NodeFact {
+    /// Facts of a Node object from a request; `allocated` from the watch when known.
+    pub fn from_node(node: &Node, allocated: PodRequests) -> Self {
+        Self {
+            name: node.metadata.name.clone(),
+            labels: node.metadata.labels.clone(),
+            allocatable: node.allocatable().unwrap_or_default(),
+            allocated,
+        }
+    }
+}
+
+/// Why the extender is failing open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOpen {
+    /// No telemetry snapshot yet.
+    TelemetryMissing,
+    /// The snapshot is older than `telemetry.staleAfterSeconds`.
+    TelemetryStale,
+    /// No carbon intensity for any node's zone.
+    CarbonMissing,
+    /// The node watch has not synced (names mode).
+    NodesNotSynced,
+    /// The decision missed the internal deadline.
+    Deadline,
+    /// The decision failed (power model error, internal error).
+    DecisionFailed,
+}
+
+impl FailOpen {
+    /// Label value for `ecoplace_fail_open_total{reason}`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TelemetryMissing => "telemetry_missing",
+            Self::TelemetryStale => "telemetry_stale",
+            Self::CarbonMissing => "carbon_missing",
+            Self::NodesNotSynced => "nodes_not_synced",
+            Self::Deadline => "deadline",
+            Self::DecisionFailed => "decision_failed",
+        }
+    }
+}
+
+/// Inputs to a view other than the nodes: telemetry, carbon and config.
+#[derive(Debug, Clone)]
+pub struct ViewInputs {
+    /// Latest Kepler snapshot, if any.
+    pub snapshot: Option<Arc<FleetSnapshot>>,
+    /// Carbon outlook per zone.
+    pub carbon: HashMap<String, CarbonOutlook>,
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// When the view was built.
+    pub built_at: DateTime<Utc>,
+}
+
+/// The extender's current picture.
+#[derive(Debug, Clone)]
+pub struct FleetView {
+    /// One target per known node.
+    pub targets: Vec<Target>,
+    /// Node name → index in `targets`.
+    pub index: HashMap<String, usize>,
+    /// Requests allocated per node (for `Nodes`-mode requests).
+    pub allocated: HashMap<String, PodRequests>,
+    /// Telemetry, carbon and config the targets were built from.
+    pub inputs: ViewInputs,
+    /// Why decisions must fail open now, if they must.
+    pub fail_open: Option<FailOpen>,
+    /// Whether node facts come from a synced source.
+    pub nodes_synced: bool,
+}
+
+impl FleetView {
+    /// An empty view that fails open (before the first build).
+    pub fn empty(config: Arc<Config>, now: DateTime<Utc>) -> Self {
+        Self {
+            targets: Vec::new(),
+            index: HashMap::new(),
+            allocated: HashMap::new(),
+            inputs: ViewInputs {
+                snapshot: None,
+                carbon: HashMap::new(),
+                config,
+                built_at: now,
+            },
+            fail_open: Some(FailOpen::TelemetryMissing),
+            nodes_synced: false,
+        }
+    }
+
+    /// Builds the view from node facts (`None`: the watch has not synced).
+    pub fn build(facts: Option<&[NodeFact]>, inputs: ViewInputs) -> Self {
+        let nodes_synced = facts.is_some();
+        let facts = facts.unwrap_or_default();
+        let targets: Vec<Target> = facts.iter().map(|f| target(f, &inputs)).collect();
+        let index = targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        let allocated = facts
+            .iter()
+            .map(|f| (f.name.clone(), f.allocated))
+            .collect();
+        let fail_open = fail_open(&inputs, &targets);
+        Self {
+            targets,
+            index,
+            allocated,
+            inputs,
+            fail_open,
+            nodes_synced,
+        }
+    }
+
+    /// Age of the telemetry snapshot at `now`, seconds.
+    pub fn telemetry_age_s(&self, now: DateTime<Utc>) -> Option<f64> {
+        self.inputs.snapshot.as_ref().map(|s| s.age_s(now))
+    }
+}
+
+fn fail_open(inputs: &ViewInputs, targets: &[Target]) -> Option<FailOpen> {
+    let snapshot = inputs.snapshot.as_ref()?;
+    let age = snapshot.age_s(inputs.built_at);
+    if age > inputs.config.telemetry.stale_after_seconds {
+        return Some(FailOpen::TelemetryStale);
+    }
+    if !targets.is_empty() && inputs.carbon.is_empty() {
+        return Some(FailOpen::CarbonMissing);
+    }
+    None
+}
+
+/// The carbon zone of a node: its region (or zone) label mapped through the config.
+pub fn carbon_zone(labels: &BTreeMap<String, String>, config: &Config) -> Option<String> {
+    region_value(labels, config)
+        .map(|v| {
+            config
+                .topology
+                .carbon_zones
+                .get(v)
+                .cloned()
+                .unwrap_or_else(|| v.to_string())
+        })
+        .or_else(|| config.topology.default_carbon_zone.clone())
+}
+
+fn region_value<'a>(labels: &'a BTreeMap<String, String>, config: &Config) -> Option<&'a str> {
+    labels
+        .get(&config.topology.region_label)
+        .or_else(|| labels.get(&config.topology.zone_label))
+        .map(String::as_str)
+}
+
+/// The optimizer target for one node.
+pub fn target(fact: &NodeFact, inputs: &ViewInputs) -> Target {
+    let config = &inputs.config;
+    let node_type = fact
+        .labels
+        .get(&config.power.node_type_label)
+        .cloned()
+        .unwrap_or_else(|| "unknown".into());
+    let profile = config
+        .power
+        .node_types
+        .get(&node_type)
+        .copied()
+        .unwrap_or(config.power.default_profile);
+    let capacity = Resources::new(
+        fact.allocatable.cpu,
+        fact.allocatable.memory,
+        fact.allocatable.gpu,
+    );
+    let allocated = Resources::new(
+        fact.allocated.cpu,
+        fact.allocated.memory,
+        fact.allocated.gpu,
+    );
+    let measured = inputs.snapshot.as_ref().and_then(|s| {
+        let cluster = &config.telemetry.cluster;
+        let node = if cluster.is_empty() {
+            s.clusters.values().find_map(|c| c.nodes.get(&fact.name))
+        } else {
+            s.node(cluster, &fact.name)
+        };
+        node.and_then(|n| n.cpu_usage_ratio.fresh())
+    });
+    let utilisation = measured.unwrap_or(if capacity.cpu > 0.0 {
+        allocated.cpu / capacity.cpu
+    } else {
+        0.0
+    });
+    let carbon = carbon_zone(&fact.labels, config)
+        .and_then(|z| inputs.carbon.get(&z).cloned())
+        .unwrap_or_else(|| mean_outlook(&inputs.carbon));
+    let latency_ms = region_value(&fact.labels, config)
+        .and_then(|v| config.topology.latency_ms.get(v).cloned())
+        .unwrap_or_default();
+    Target {
+        name: fact.name.clone(),
+        kind: TargetKind::Node,
+        capacity,
+        allocated,
+        idle_watts: profile.idle_watts,
+        max_watts: profile.max_watts,
+        utilisation: utilisation.clamp(0.0, 1.0),
+        powered_on: true,
+        node_type,
+        carbon,
+        labels: fact.labels.clone(),
+        power_cap_watts: profile.power_cap_watts,
+        latency_ms,
+    }
+}
+
+/// A flat outlook at the mean of the known zones' current intensity: nodes in an unknown
+/// zone are neither favoured nor penalised.
+fn mean_outlook(carbon: &HashMap<String, CarbonOutlook>) -> CarbonOutlook {
+    let n = carbon.len().max(1) as f64;
+    CarbonOutlook::flat(carbon.values().map(|c| c.now_g_per_kwh).sum::<f64>() / n)
+}

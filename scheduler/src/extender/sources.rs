@@ -1,0 +1,300 @@
+//! Where the extender's node facts come from (a kube-rs reflector, or the demo fleet), and
+//! the background task that rebuilds the fleet view from them, telemetry and carbon.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node as KubeNode, Pod as KubePod};
+use kepler_client::carbon::CarbonIntensitySource;
+use kepler_client::{Refresher, SimulatedFleet};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use optimizer::CarbonOutlook;
+
+use super::Extender;
+use super::fleet::{FleetView, NodeFact, ViewInputs, carbon_zone};
+use super::quantity;
+use super::wire::PodRequests;
+use crate::config::Config;
+
+/// A source of node facts; `None` until it has synced.
+pub trait NodeSource: Send + Sync {
+    /// Current facts of every node.
+    fn facts(&self) -> Option<Vec<NodeFact>>;
+}
+
+/// Node facts of the embedded simulated fleet (`ecoplace serve --demo`): its 24 nodes as one
+/// cluster stretched over DE, FR and GB.
+#[derive(Debug, Clone)]
+pub struct DemoNodes {
+    facts: Vec<NodeFact>,
+}
+
+impl DemoNodes {
+    /// Facts from `fleet`: allocatable from node types, allocated from its pods' requests.
+    pub fn new(fleet: &SimulatedFleet, config: &Config) -> Self {
+        let mut facts: Vec<NodeFact> = fleet
+            .nodes
+            .iter()
+            .map(|n| {
+                let ty = &fleet.node_types[n.node_type];
+                let cluster = &fleet.clusters[n.cluster];
+                NodeFact {
+                    name: n.name.clone(),
+                    labels: BTreeMap::from([
+                        (config.topology.region_label.clone(), cluster.name.clone()),
+                        (config.power.node_type_label.clone(), ty.name.clone()),
+                        ("kubernetes.io/hostname".into(), n.name.clone()),
+                    ]),
+                    allocatable: PodRequests {
+                        cpu: ty.cores,
+                        memory: ty.memory_gib * f64::from(1u32 << 30),
+                        gpu: 0.0,
+                    },
+                    allocated: PodRequests::default(),
+                }
+            })
+            .collect();
+        for p in &fleet.pods {
+            if let Some(f) = facts.get_mut(p.node) {
+                f.allocated.cpu += p.cpu_request;
+                f.allocated.memory += p.memory_gib * f64::from(1u32 << 30);
+            }
+        }
+        Self { facts }
+    }
+}
+
+impl NodeSource for DemoNodes {
+    fn facts(&self) -> Option<Vec<NodeFact>> {
+        Some(self.facts.clone())
+    }
+}
+
+/// Node facts from reflectors on Nodes and on Pods whose phase is not Succeeded/Failed.
+#[derive(Clone)]
+pub struct KubeNodes {
+    nodes: Store<KubeNode>,
+    pods: Store<KubePod>,
+    synced: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl std::fmt::Debug for KubeNodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeNodes").finish_non_exhaustive()
+    }
+}
+
+impl KubeNodes {
+    /// Starts the two watches (managedFields dropped) on `client`.
+    pub fn spawn(client: Client) -> Self {
+        let (nodes, node_writer) = reflector::store();
+        let (pods, pod_writer) = reflector::store();
+        let node_stream = watcher(
+            Api::<KubeNode>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .modify(|n| n.managed_fields_mut().clear())
+        .reflect(node_writer)
+        .applied_objects()
+        .default_backoff();
+        let pod_config =
+            watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed");
+        let pod_stream = watcher(Api::<KubePod>::all(client), pod_config)
+            .modify(|p| p.managed_fields_mut().clear())
+            .reflect(pod_writer)
+            .applied_objects()
+            .default_backoff();
+        tokio::spawn(drain(node_stream, "nodes"));
+        tokio::spawn(drain(pod_stream, "pods"));
+        let synced = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (n, p, flag) = (nodes.clone(), pods.clone(), Arc::clone(&synced));
+        tokio::spawn(async move {
+            if n.wait_until_ready().await.is_ok() && p.wait_until_ready().await.is_ok() {
+                flag.store(true, std::sync::atomic::Ordering::Release);
+                tracing::info!("node and pod watches synced");
+            }
+        });
+        Self {
+            nodes,
+            pods,
+            synced,
+        }
+    }
+}
+
+async fn drain<S, T>(stream: S, what: &'static str)
+where
+    S: futures::Stream<Item = Result<T, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    while let Some(item) = stream.next().await {
+        if let Err(e) = item {
+            tracing::warn!(watch = what, "watch error (retrying with backoff): {e}");
+        }
+    }
+}
+
+impl NodeSource for KubeNodes {
+    fn facts(&self) -> Option<Vec<NodeFact>> {
+        if !self.synced.load(std::sync::atomic::Ordering::Acquire) {
+            return None;
+        }
+        let mut allocated: HashMap<String, PodRequests> = HashMap::new();
+        for pod in self.pods.state() {
+            let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+                continue;
+            };
+            let r = kube_pod_requests(&pod);
+            let e = allocated.entry(node).or_default();
+            e.cpu += r.cpu;
+            e.memory += r.memory;
+            e.gpu += r.gpu;
+        }
+        Some(
+            self.nodes
+                .state()
+                .iter()
+                .map(|n| {
+                    let name = n.name_any();
+                    let alloc = n
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.allocatable.as_ref())
+                        .map(|a| quantities(a.iter().map(|(k, v)| (k.as_str(), v.0.as_str()))))
+                        .unwrap_or_default();
+                    NodeFact {
+                        allocated: allocated.get(&name).copied().unwrap_or_default(),
+                        labels: n.labels().clone(),
+                        name,
+                        allocatable: alloc,
+                    }
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Sums cpu, memory and GPU quantities; unparsable ones are skipped with a warning.
+fn quantities<'a>(items: impl Iterator<Item = (&'a str, &'a str)>) -> PodRequests {
+    let mut r = PodRequests::default();
+    for (k, v) in items {
+        let slot = match k {
+            "cpu" => &mut r.cpu,
+            "memory" => &mut r.memory,
+            "nvidia.com/gpu" | "amd.com/gpu" => &mut r.gpu,
+            _ => continue,
+        };
+        match quantity::parse(v, k) {
+            Ok(q) => *slot += q,
+            Err(e) => tracing::warn!("{e}"),
+        }
+    }
+    r
+}
+
+/// Effective requests of a watched pod (containers, largest init container, overhead).
+fn kube_pod_requests(pod: &KubePod) -> PodRequests {
+    let Some(spec) = pod.spec.as_ref() else {
+        return PodRequests::default();
+    };
+    let of = |c: &k8s_openapi::api::core::v1::Container| {
+        c.resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .map(|q| quantities(q.iter().map(|(k, v)| (k.as_str(), v.0.as_str()))))
+            .unwrap_or_default()
+    };
+    let mut sum = PodRequests::default();
+    for c in &spec.containers {
+        let r = of(c);
+        sum.cpu += r.cpu;
+        sum.memory += r.memory;
+        sum.gpu += r.gpu;
+    }
+    for c in spec.init_containers.iter().flatten() {
+        let r = of(c);
+        sum.cpu = sum.cpu.max(r.cpu);
+        sum.memory = sum.memory.max(r.memory);
+        sum.gpu = sum.gpu.max(r.gpu);
+    }
+    if let Some(o) = &spec.overhead {
+        let r = quantities(o.iter().map(|(k, v)| (k.as_str(), v.0.as_str())));
+        sum.cpu += r.cpu;
+        sum.memory += r.memory;
+        sum.gpu += r.gpu;
+    }
+    sum
+}
+
+/// What the view updater reads.
+pub struct Inputs {
+    /// Node facts.
+    pub nodes: Arc<dyn NodeSource>,
+    /// Telemetry.
+    pub refresher: Arc<Refresher>,
+    /// Carbon intensity.
+    pub carbon: Arc<dyn CarbonIntensitySource>,
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// The clock (the demo runs in 2020, inside its carbon data).
+    pub clock: kepler_client::refresher::Clock,
+}
+
+/// Rebuilds and publishes the view every `every`, forever.
+pub async fn run_updater(extender: Arc<Extender>, inputs: Inputs, every: Duration) {
+    loop {
+        extender.publish(build_view(&inputs).await);
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// One view from the current inputs.
+pub async fn build_view(inputs: &Inputs) -> FleetView {
+    let now = (inputs.clock)();
+    let facts = inputs.nodes.facts();
+    let zones: BTreeSet<String> = facts
+        .iter()
+        .flatten()
+        .filter_map(|f| carbon_zone(&f.labels, &inputs.config))
+        .collect();
+    let horizon = chrono::Duration::seconds(inputs.config.policy.expected_duration_seconds as i64);
+    let mut carbon = HashMap::new();
+    for zone in zones {
+        match outlook(inputs.carbon.as_ref(), &zone, now, now + horizon).await {
+            Ok(o) => {
+                carbon.insert(zone, o);
+            }
+            Err(e) => tracing::warn!(zone = %zone, "no carbon intensity: {e}"),
+        }
+    }
+    let view_inputs = ViewInputs {
+        snapshot: inputs.refresher.latest().snapshot.clone(),
+        carbon,
+        config: Arc::clone(&inputs.config),
+        built_at: now,
+    };
+    FleetView::build(facts.as_deref(), view_inputs)
+}
+
+async fn outlook(
+    source: &dyn CarbonIntensitySource,
+    zone: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<CarbonOutlook, kepler_client::carbon::CarbonError> {
+    let now = source.intensity_at(zone, from).await?;
+    let forecast = source
+        .forecast(zone, from, to)
+        .await
+        .map(|points| points.iter().map(|p| (p.start, p.g_per_kwh)).collect())
+        .unwrap_or_default();
+    Ok(CarbonOutlook {
+        now_g_per_kwh: now,
+        forecast,
+    })
+}

@@ -1,0 +1,369 @@
+//! kube-scheduler's extender wire format (`k8s.io/kube-scheduler/extender/v1`).
+//!
+//! The Go types have no JSON tags, so the top-level keys are the Go field names
+//! (`Pod`, `Nodes`, `NodeNames`, `FailedNodes`, `Host`, `Score`, …); the embedded Pod and
+//! Node objects use the usual Kubernetes camelCase. Only the fields ecoplace reads are
+//! decoded; full Node objects are kept as raw JSON so a filter reply can hand them back
+//! unchanged.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::quantity::{self, QuantityError};
+
+/// The body of a filter or prioritize call.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtenderArgs {
+    /// The pod being scheduled.
+    #[serde(rename = "Pod", default)]
+    pub pod: Option<Pod>,
+    /// Candidate nodes as full objects (`nodeCacheCapable: false`).
+    #[serde(rename = "Nodes", default)]
+    pub nodes: Option<NodeList>,
+    /// Candidate node names (`nodeCacheCapable: true`).
+    #[serde(rename = "NodeNames", default)]
+    pub node_names: Option<Vec<String>>,
+}
+
+/// Which of the two candidate forms a request used.
+#[derive(Debug)]
+pub enum Candidates {
+    /// Names only; node facts come from ecoplace's own watch.
+    Names(Vec<String>),
+    /// Full Node objects, decoded, with their raw JSON.
+    Nodes(Vec<(Node, Box<RawValue>)>),
+}
+
+/// A decoded, checked request.
+#[derive(Debug)]
+pub struct Request {
+    /// The pod.
+    pub pod: Pod,
+    /// The candidates.
+    pub candidates: Candidates,
+}
+
+/// Why a request body was refused (HTTP 400).
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not JSON, or not the extender's shape; serde's message names the key and position.
+    #[error("malformed ExtenderArgs: {0}")]
+    Json(String),
+    /// `Pod` was absent or null.
+    #[error("ExtenderArgs.Pod is missing or null")]
+    MissingPod,
+    /// Neither `Nodes` nor `NodeNames`.
+    #[error(
+        "ExtenderArgs needs one of Nodes (nodeCacheCapable: false) or NodeNames (nodeCacheCapable: true); both are missing or null"
+    )]
+    NoCandidates,
+    /// Both `Nodes` and `NodeNames`.
+    #[error("ExtenderArgs has both Nodes and NodeNames; kube-scheduler sends exactly one")]
+    BothCandidates,
+    /// A Node object in `Nodes.items` could not be decoded.
+    #[error("ExtenderArgs.Nodes.items[{index}]: {reason}")]
+    Node {
+        /// Position in `items`.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A resource quantity in the pod could not be parsed.
+    #[error("ExtenderArgs.Pod: {0}")]
+    Quantity(#[from] QuantityError),
+}
+
+impl Request {
+    /// Decodes and checks a request body.
+    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        let args: ExtenderArgs =
+            serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
+        let pod = args.pod.ok_or(DecodeError::MissingPod)?;
+        pod.requests()?;
+        let candidates = match (args.nodes, args.node_names) {
+            (Some(_), Some(_)) => return Err(DecodeError::BothCandidates),
+            (None, None) => return Err(DecodeError::NoCandidates),
+            (None, Some(names)) => Candidates::Names(names),
+            (Some(list), None) => {
+                let nodes = list
+                    .items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, raw)| {
+                        serde_json::from_str::<Node>(raw.get())
+                            .map_err(|e| DecodeError::Node {
+                                index,
+                                reason: e.to_string(),
+                            })
+                            .and_then(|n| match n.metadata.name.is_empty() {
+                                true => Err(DecodeError::Node {
+                                    index,
+                                    reason: "metadata.name is missing".into(),
+                                }),
+                                false => Ok((n, raw)),
+                            })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Candidates::Nodes(nodes)
+            }
+        };
+        Ok(Self { pod, candidates })
+    }
+}
+
+/// A NodeList as kube-scheduler sends it (`metadata` and `items`, no apiVersion/kind).
+#[derive(Debug, Deserialize)]
+pub struct NodeList {
+    /// The nodes, raw.
+    #[serde(default)]
+    pub items: Vec<Box<RawValue>>,
+}
+
+/// Object metadata ecoplace reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Meta {
+    /// Name.
+    #[serde(default)]
+    pub name: String,
+    /// Namespace (pods).
+    #[serde(default)]
+    pub namespace: String,
+    /// UID.
+    #[serde(default)]
+    pub uid: String,
+    /// Labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// The parts of a Pod ecoplace reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Pod {
+    /// Metadata.
+    #[serde(default)]
+    pub metadata: Meta,
+    /// Spec.
+    #[serde(default)]
+    pub spec: PodSpec,
+}
+
+/// The parts of a PodSpec ecoplace reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSpec {
+    /// Containers.
+    #[serde(default)]
+    pub containers: Vec<Container>,
+    /// Init containers (their largest request counts, as in kube-scheduler).
+    #[serde(default)]
+    pub init_containers: Vec<Container>,
+    /// Pod overhead (RuntimeClass).
+    #[serde(default)]
+    pub overhead: BTreeMap<String, String>,
+}
+
+/// A container's resources.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Container {
+    /// Resource requirements.
+    #[serde(default)]
+    pub resources: ResourceRequirements,
+}
+
+/// Requests (limits are not read).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ResourceRequirements {
+    /// Requested quantities by resource name.
+    #[serde(default)]
+    pub requests: BTreeMap<String, String>,
+}
+
+/// A pod's effective requests: CPU cores, memory bytes, GPUs.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PodRequests {
+    /// CPU, cores.
+    pub cpu: f64,
+    /// Memory, bytes.
+    pub memory: f64,
+    /// `nvidia.com/gpu` + `amd.com/gpu`.
+    pub gpu: f64,
+}
+
+/// GPU resource names counted as GPUs.
+const GPU_RESOURCES: [&str; 2] = ["nvidia.com/gpu", "amd.com/gpu"];
+
+impl PodRequests {
+    fn from_map(m: &BTreeMap<String, String>, what: &str) -> Result<Self, QuantityError> {
+        let mut r = Self::default();
+        for (name, q) in m {
+            let at = || format!("{what}[{name}]");
+            match name.as_str() {
+                "cpu" => r.cpu += quantity::parse(q, &at())?,
+                "memory" => r.memory += quantity::parse(q, &at())?,
+                n if GPU_RESOURCES.contains(&n) => r.gpu += quantity::parse(q, &at())?,
+                _ => {}
+            }
+        }
+        Ok(r)
+    }
+
+    fn add(self, o: Self) -> Self {
+        Self {
+            cpu: self.cpu + o.cpu,
+            memory: self.memory + o.memory,
+            gpu: self.gpu + o.gpu,
+        }
+    }
+
+    fn max(self, o: Self) -> Self {
+        Self {
+            cpu: self.cpu.max(o.cpu),
+            memory: self.memory.max(o.memory),
+            gpu: self.gpu.max(o.gpu),
+        }
+    }
+}
+
+impl Pod {
+    /// Effective requests as kube-scheduler computes them: max(sum of containers, largest
+    /// init container) + overhead.
+    pub fn requests(&self) -> Result<PodRequests, QuantityError> {
+        let mut sum = PodRequests::default();
+        for (i, c) in self.spec.containers.iter().enumerate() {
+            let what = format!("spec.containers[{i}].resources.requests");
+            sum = sum.add(PodRequests::from_map(&c.resources.requests, &what)?);
+        }
+        let mut init = PodRequests::default();
+        for (i, c) in self.spec.init_containers.iter().enumerate() {
+            let what = format!("spec.initContainers[{i}].resources.requests");
+            init = init.max(PodRequests::from_map(&c.resources.requests, &what)?);
+        }
+        let overhead = PodRequests::from_map(&self.spec.overhead, "spec.overhead")?;
+        Ok(sum.max(init).add(overhead))
+    }
+
+    /// `namespace/name`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.metadata.namespace, self.metadata.name)
+    }
+}
+
+/// The parts of a Node ecoplace reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Node {
+    /// Metadata (name, labels).
+    #[serde(default)]
+    pub metadata: Meta,
+    /// Status (allocatable).
+    #[serde(default)]
+    pub status: NodeStatus,
+}
+
+/// Node status: allocatable resources.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct NodeStatus {
+    /// Allocatable quantities by resource name.
+    #[serde(default)]
+    pub allocatable: BTreeMap<String, String>,
+}
+
+impl Node {
+    /// Allocatable CPU cores, memory bytes and GPUs.
+    pub fn allocatable(&self) -> Result<PodRequests, QuantityError> {
+        PodRequests::from_map(&self.status.allocatable, "status.allocatable")
+    }
+}
+
+/// Filter reply.
+#[derive(Debug, Default, Serialize)]
+pub struct FilterResult {
+    /// Passing nodes as full objects (when the request carried `Nodes`).
+    #[serde(rename = "Nodes")]
+    pub nodes: Option<NodeListOut>,
+    /// Passing node names (when the request carried `NodeNames`).
+    #[serde(rename = "NodeNames")]
+    pub node_names: Option<Vec<String>>,
+    /// Failed nodes and why; preemption may help.
+    #[serde(rename = "FailedNodes")]
+    pub failed_nodes: BTreeMap<String, String>,
+    /// Failed nodes and why; preemption cannot help.
+    #[serde(rename = "FailedAndUnresolvableNodes")]
+    pub failed_and_unresolvable_nodes: BTreeMap<String, String>,
+    /// An error for the whole call (empty on success).
+    #[serde(rename = "Error")]
+    pub error: String,
+}
+
+/// A NodeList in a reply: the passing nodes' original JSON.
+#[derive(Debug, Default, Serialize)]
+pub struct NodeListOut {
+    /// List metadata (empty, as kube-scheduler sends it).
+    pub metadata: BTreeMap<String, String>,
+    /// The nodes.
+    pub items: Vec<Box<RawValue>>,
+}
+
+/// One prioritize entry; the reply is a bare JSON array of these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostPriority {
+    /// Node name.
+    #[serde(rename = "Host")]
+    pub host: String,
+    /// 0..=10 (kube-scheduler multiplies by the extender weight and does not clamp).
+    #[serde(rename = "Score")]
+    pub score: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    #[test]
+    fn wrong_casing_and_missing_parts_are_named() {
+        let e = Request::decode(br#"{"pod":{},"NodeNames":["a"]}"#).unwrap_err();
+        assert!(e.to_string().contains("unknown field `pod`"), "{e}");
+        let e = Request::decode(br#"{"Pod":null,"NodeNames":["a"]}"#).unwrap_err();
+        assert!(matches!(e, DecodeError::MissingPod));
+        let e = Request::decode(br#"{"Pod":{},"Nodes":null,"NodeNames":null}"#).unwrap_err();
+        assert!(matches!(e, DecodeError::NoCandidates));
+        let e = Request::decode(br#"{"Pod":{},"Nodes":{"items":[]},"NodeNames":[]}"#).unwrap_err();
+        assert!(matches!(e, DecodeError::BothCandidates));
+        let e = Request::decode(b"{").unwrap_err();
+        assert!(e.to_string().starts_with("malformed ExtenderArgs"), "{e}");
+    }
+
+    #[test]
+    fn pod_requests_follow_kube_scheduler_rules() {
+        let body = br#"{"Pod":{"metadata":{"name":"p","namespace":"ns"},"spec":{
+            "containers":[{"resources":{"requests":{"cpu":"250m","memory":"64Mi"}}},
+                          {"resources":{"requests":{"cpu":"1","nvidia.com/gpu":"1"}}}],
+            "initContainers":[{"resources":{"requests":{"cpu":"2","memory":"1Mi"}}}],
+            "overhead":{"cpu":"100m"}}},"NodeNames":["n1"]}"#;
+        let r = Request::decode(body).unwrap();
+        let q = r.pod.requests().unwrap();
+        assert!((q.cpu - 2.1).abs() < 1e-9, "{q:?}");
+        assert_eq!(q.memory, 64.0 * 1024.0 * 1024.0);
+        assert_eq!(q.gpu, 1.0);
+        assert_eq!(r.pod.key(), "ns/p");
+    }
+
+    #[test]
+    fn bad_quantity_names_its_path() {
+        let body = br#"{"Pod":{"spec":{"containers":[{"resources":{"requests":{"cpu":"lots"}}}]}},"NodeNames":[]}"#;
+        let e = Request::decode(body).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("spec.containers[0].resources.requests[cpu]"),
+            "{e}"
+        );
+    }
+}

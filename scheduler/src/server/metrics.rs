@@ -1,0 +1,109 @@
+//! The service's own Prometheus metrics (`GET /metrics`).
+
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+
+/// Every metric ecoplace exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    registry: Registry,
+    /// `ecoplace_extender_requests_total{verb,code}`.
+    pub requests: IntCounterVec,
+    /// `ecoplace_extender_request_duration_seconds{verb}`.
+    pub duration: HistogramVec,
+    /// `ecoplace_fail_open_total{reason}`.
+    pub fail_open: IntCounterVec,
+    /// `ecoplace_decisions_total{verb,outcome}` (outcome: scored, skipped, fail_open).
+    pub decisions: IntCounterVec,
+    /// `ecoplace_annotation_errors_total{annotation}`.
+    pub annotation_errors: IntCounterVec,
+    /// `ecoplace_telemetry_age_seconds`.
+    pub telemetry_age: Gauge,
+    /// `ecoplace_nodes_known`.
+    pub nodes_known: Gauge,
+    /// `ecoplace_carbon_avoided_grams_total`: estimated carbon the preferred node saves
+    /// over the pod's expected lifetime against the median passing node.
+    pub carbon_avoided: prometheus::Counter,
+}
+
+impl Metrics {
+    /// Registers every metric in a fresh registry.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "ecoplace_extender_requests_total",
+                "Extender calls by verb and HTTP status.",
+            ),
+            &["verb", "code"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "ecoplace_extender_request_duration_seconds",
+                "Time to answer an extender call, decoding to encoding.",
+            )
+            .buckets(vec![
+                0.000_05, 0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
+                0.25, 0.5, 1.0,
+            ]),
+            &["verb"],
+        )?;
+        let fail_open = IntCounterVec::new(
+            Opts::new(
+                "ecoplace_fail_open_total",
+                "Calls answered with every node passing and neutral scores, by reason.",
+            ),
+            &["reason"],
+        )?;
+        let decisions = IntCounterVec::new(
+            Opts::new("ecoplace_decisions_total", "Decisions by verb and outcome."),
+            &["verb", "outcome"],
+        )?;
+        let annotation_errors = IntCounterVec::new(
+            Opts::new(
+                "ecoplace_annotation_errors_total",
+                "Malformed ecoplace.io/* pod annotations (defaults applied).",
+            ),
+            &["annotation"],
+        )?;
+        let telemetry_age = Gauge::new(
+            "ecoplace_telemetry_age_seconds",
+            "Age of the Kepler snapshot decisions use (-1: none).",
+        )?;
+        let nodes_known = Gauge::new("ecoplace_nodes_known", "Nodes in the extender's view.")?;
+        let carbon_avoided = prometheus::Counter::new(
+            "ecoplace_carbon_avoided_grams_total",
+            "Estimated gCO2e the preferred node saves vs the median passing node, over each pod's expected lifetime.",
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(fail_open.clone()))?;
+        registry.register(Box::new(decisions.clone()))?;
+        registry.register(Box::new(annotation_errors.clone()))?;
+        registry.register(Box::new(telemetry_age.clone()))?;
+        registry.register(Box::new(nodes_known.clone()))?;
+        registry.register(Box::new(carbon_avoided.clone()))?;
+        Ok(Self {
+            registry,
+            requests,
+            duration,
+            fail_open,
+            decisions,
+            annotation_errors,
+            telemetry_age,
+            nodes_known,
+            carbon_avoided,
+        })
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            return format!("# encoding failed: {e}\n");
+        }
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+}

@@ -1,0 +1,79 @@
+//! The HTTP server: extender verbs, health, readiness and metrics (axum). Handlers only
+//! translate HTTP to [`Extender`] calls and back.
+
+pub mod metrics;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::extender::{Extender, Verb};
+
+/// The router: `POST {prefix}/filter`, `POST {prefix}/prioritize`, `GET /healthz`,
+/// `GET /readyz`, `GET /metrics`.
+pub fn router(extender: Arc<Extender>, prefix: &str, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route(&format!("{prefix}/filter"), post(filter))
+        .route(&format!("{prefix}/prioritize"), post(prioritize))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(extender)
+}
+
+fn json(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn verb(ext: &Arc<Extender>, verb: Verb, body: Bytes) -> Response {
+    match ext.handle(verb, body).await {
+        Ok(bytes) => json(StatusCode::OK, bytes),
+        Err(e) => json(
+            StatusCode::BAD_REQUEST,
+            serde_json::to_vec(&e).unwrap_or_else(|_| b"{\"error\":\"bad request\"}".to_vec()),
+        ),
+    }
+}
+
+async fn filter(State(ext): State<Arc<Extender>>, body: Bytes) -> Response {
+    verb(&ext, Verb::Filter, body).await
+}
+
+async fn prioritize(State(ext): State<Arc<Extender>>, body: Bytes) -> Response {
+    verb(&ext, Verb::Prioritize, body).await
+}
+
+/// Ready once telemetry and the node watch have synced; the body says what is missing.
+async fn readyz(State(ext): State<Arc<Extender>>) -> Response {
+    let view = ext.view();
+    let telemetry = match view.fail_open {
+        None => "telemetry: ok".to_string(),
+        Some(reason) => format!("telemetry: failing open ({})", reason.as_str()),
+    };
+    let nodes = if view.nodes_synced {
+        format!("nodes: synced ({} known)", view.targets.len())
+    } else {
+        "nodes: not synced".to_string()
+    };
+    let ready = view.nodes_synced && view.inputs.snapshot.is_some();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, format!("{telemetry}\n{nodes}\n")).into_response()
+}
+
+async fn metrics(State(ext): State<Arc<Extender>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ext.metrics().render(),
+    )
+        .into_response()
+}
