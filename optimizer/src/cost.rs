@@ -161,6 +161,16 @@ pub enum Infeasibility {
     },
 }
 
+/// A resource amount as people read it: cores to the millicore, memory in MiB or GiB.
+fn amount(resource: Resource, v: f64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    match resource {
+        Resource::Memory if v.abs() >= 1024.0 * MIB => format!("{:.2} GiB", v / (1024.0 * MIB)),
+        Resource::Memory => format!("{:.0} MiB", v / MIB),
+        _ => format!("{}", (v * 1000.0).round() / 1000.0),
+    }
+}
+
 impl std::fmt::Display for Infeasibility {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -170,7 +180,12 @@ impl std::fmt::Display for Infeasibility {
                 resource,
                 need,
                 free,
-            } => write!(f, "needs {need} {resource}, {free} free"),
+            } => write!(
+                f,
+                "needs {} {resource}, {} free",
+                amount(*resource, *need),
+                amount(*resource, *free)
+            ),
             Infeasibility::Latency {
                 region,
                 latency_ms,

@@ -32,31 +32,49 @@ fn split_pair<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str)> {
 impl CarbonArgs {
     /// Loads every configured source into one set of curves.
     pub fn load(&self) -> Result<CarbonCurves> {
-        let mut curves = if self.no_embedded_carbon {
-            CarbonCurves::new()
-        } else {
-            CarbonCurves::embedded_2020().context("loading the embedded 2020 carbon curves")?
-        };
-        for f in &self.forecast {
-            curves = curves.merge(CarbonCurves::from_gsf_forecast_file(f)?);
-        }
-        for s in &self.csv {
-            let (zone, file) = split_pair("carbon-csv", s)?;
-            curves = curves.merge(CarbonCurves::from_csv_file(zone, file)?);
-        }
-        let mut table = Vec::new();
-        for s in &self.statics {
-            let (zone, g) = split_pair("carbon-static", s)?;
-            let g: f64 = g
-                .parse()
-                .with_context(|| format!("--carbon-static {s}: `{g}` is not a number"))?;
-            table.push((zone.to_string(), g));
-        }
-        if !table.is_empty() {
-            curves = curves.merge(CarbonCurves::static_table(table)?);
-        }
-        Ok(curves)
+        let csv = self
+            .csv
+            .iter()
+            .map(|s| split_pair("carbon-csv", s).map(|(z, f)| (z.to_string(), PathBuf::from(f))))
+            .collect::<Result<Vec<_>>>()?;
+        let statics = self
+            .statics
+            .iter()
+            .map(|s| {
+                let (zone, g) = split_pair("carbon-static", s)?;
+                let g: f64 = g
+                    .parse()
+                    .with_context(|| format!("--carbon-static {s}: `{g}` is not a number"))?;
+                Ok((zone.to_string(), g))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        load_curves(!self.no_embedded_carbon, &self.forecast, &csv, statics)
     }
+}
+
+/// One set of curves from the embedded 2020 data (optional), forecast files, per-zone CSV
+/// files and constants, in that order (later sources override earlier zones).
+pub fn load_curves(
+    embedded: bool,
+    forecasts: &[PathBuf],
+    csv: &[(String, PathBuf)],
+    statics: Vec<(String, f64)>,
+) -> Result<CarbonCurves> {
+    let mut curves = if embedded {
+        CarbonCurves::embedded_2020().context("loading the embedded 2020 carbon curves")?
+    } else {
+        CarbonCurves::new()
+    };
+    for f in forecasts {
+        curves = curves.merge(CarbonCurves::from_gsf_forecast_file(f)?);
+    }
+    for (zone, file) in csv {
+        curves = curves.merge(CarbonCurves::from_csv_file(zone, file)?);
+    }
+    if !statics.is_empty() {
+        curves = curves.merge(CarbonCurves::static_table(statics)?);
+    }
+    Ok(curves)
 }
 
 /// Parses repeated `CLUSTER=ZONE` flags.

@@ -20,6 +20,26 @@ pub struct Config {
     pub power: PowerConfig,
     /// Pod policy defaults and per-namespace overrides.
     pub policy: PolicyConfig,
+    /// Where grid carbon intensity comes from.
+    pub carbon: CarbonConfig,
+}
+
+/// Grid carbon intensity sources: curves from files and constants (later ones override
+/// earlier zones), or a Prometheus metric with one series per zone.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct CarbonConfig {
+    /// Load the embedded 2020 DE/FR/GB hourly curves (they cover 2020 only: replays, demos).
+    pub embedded2020: bool,
+    /// Green Software Foundation carbon-aware-sdk forecast JSON files.
+    pub forecast_files: Vec<PathBuf>,
+    /// Per zone, a CSV time series (`Time,Carbon Intensity`).
+    pub csv_files: BTreeMap<String, PathBuf>,
+    /// Per zone, a constant intensity in gCO2e/kWh.
+    pub static_g_per_kwh: BTreeMap<String, f64>,
+    /// A Prometheus metric with one series per zone, read over `telemetry.prometheus`'s
+    /// connection (keys `query`, `zone_label`, `step_s`); not combined with the fields above.
+    pub prometheus: Option<kepler_client::carbon::PrometheusCarbonConfig>,
 }
 
 /// HTTP server settings.
@@ -313,6 +333,33 @@ impl Config {
                         "need 0 ≤ idleWatts < maxWatts, got {} and {}",
                         p.idle_watts, p.max_watts
                     ),
+                );
+            }
+        }
+        let c = &self.carbon;
+        if c.prometheus.is_some()
+            && (c.embedded2020
+                || !c.forecast_files.is_empty()
+                || !c.csv_files.is_empty()
+                || !c.static_g_per_kwh.is_empty())
+        {
+            return field(
+                "carbon.prometheus",
+                "cannot be combined with embedded2020, forecastFiles, csvFiles or staticGPerKwh"
+                    .into(),
+            );
+        }
+        if c.prometheus.is_some() && self.telemetry.prometheus.is_none() {
+            return field(
+                "carbon.prometheus",
+                "needs telemetry.prometheus for the connection".into(),
+            );
+        }
+        for (zone, g) in &c.static_g_per_kwh {
+            if !(g.is_finite() && *g >= 0.0) {
+                return field(
+                    &format!("carbon.staticGPerKwh.{zone}"),
+                    format!("{g} is not an intensity in gCO2e/kWh"),
                 );
             }
         }

@@ -1,0 +1,197 @@
+//! Assembling a running extender from its parts: node facts, telemetry, carbon, a clock
+//! and the configuration — the demo fleet's, or a live cluster's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use chrono::{Datelike, TimeZone, Utc};
+use kepler_client::carbon::{CarbonIntensitySource, PrometheusCarbon};
+use kepler_client::latency::LatencyMatrix;
+use kepler_client::refresher::Clock;
+use kepler_client::{PrometheusSource, Refresher, SimulatedFleet, TelemetrySource};
+use optimizer::power::{CurvePowerModel, FallbackPowerModel};
+
+use crate::carbon_args::load_curves;
+use crate::config::{Config, NodeProfile};
+use crate::extender::Extender;
+use crate::extender::fleet::FleetView;
+use crate::extender::sources::{DemoNodes, Inputs, KubeNodes, NodeSource, build_view, run_updater};
+use crate::server::{self, metrics::Metrics};
+
+/// Everything an extender reads, before it starts.
+pub struct Parts {
+    /// Configuration (the demo fills in topology and power profiles).
+    pub config: Config,
+    /// Node facts: a watch, the demo fleet, or a test's fixture.
+    pub nodes: Arc<dyn NodeSource>,
+    /// Kepler telemetry.
+    pub telemetry: Arc<dyn TelemetrySource>,
+    /// Grid carbon intensity.
+    pub carbon: Arc<dyn CarbonIntensitySource>,
+    /// The clock views and snapshots are stamped with.
+    pub clock: Clock,
+}
+
+/// A started extender: its state, and the configuration it runs with.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// The extender (shared with the HTTP handlers and the view updater).
+    pub extender: Arc<Extender>,
+    /// The configuration.
+    pub config: Arc<Config>,
+}
+
+impl Service {
+    /// Starts telemetry refreshes and the view updater (every `view_every`), waits for the
+    /// first telemetry attempt and publishes the first view.
+    pub async fn start(parts: Parts, view_every: Duration) -> Result<Self> {
+        let config = Arc::new(parts.config);
+        let refresher = Arc::new(Refresher::spawn_with_clock(
+            parts.telemetry,
+            Duration::from_secs_f64(config.telemetry.refresh_seconds),
+            parts.clock.clone(),
+        ));
+        refresher.first_attempt().await;
+        let power = Arc::new(FallbackPowerModel::from_path(
+            config.power.onnx_model.as_deref(),
+            CurvePowerModel::new(),
+        ));
+        if let Some(e) = power.last_error() {
+            tracing::warn!("power model: {e}; using fitted curves");
+        }
+        let inputs = Inputs {
+            nodes: parts.nodes,
+            refresher,
+            carbon: parts.carbon,
+            config: Arc::clone(&config),
+            clock: parts.clock.clone(),
+        };
+        let extender = Arc::new(Extender::new(
+            FleetView::empty(Arc::clone(&config), (parts.clock)()),
+            power,
+            Metrics::new().context("registering metrics")?,
+            Duration::from_millis(config.extender.deadline_ms),
+        ));
+        extender.publish(build_view(&inputs).await);
+        tokio::spawn(run_updater(Arc::clone(&extender), inputs, view_every));
+        Ok(Self { extender, config })
+    }
+
+    /// The HTTP routes.
+    pub fn router(&self) -> Router {
+        server::router(
+            Arc::clone(&self.extender),
+            &self.config.extender.prefix,
+            self.config.extender.max_body_bytes,
+        )
+    }
+}
+
+/// The demo: the simulated fleet's nodes, telemetry and 2020 carbon curves, on a clock that
+/// runs today's day of the year and time of day in 2020 (inside the embedded carbon data).
+pub fn demo(mut config: Config) -> Result<Parts> {
+    let fleet = SimulatedFleet::embedded(42);
+    let matrix = LatencyMatrix::embedded();
+    for c in &fleet.clusters {
+        config
+            .topology
+            .carbon_zones
+            .insert(c.name.clone(), c.carbon_zone.clone());
+        let row = matrix
+            .regions()
+            .filter_map(|r| matrix.latency_ms(r, &c.name).map(|ms| (r.to_string(), ms)))
+            .collect();
+        config.topology.latency_ms.insert(c.name.clone(), row);
+    }
+    for t in &fleet.node_types {
+        config.power.node_types.insert(
+            t.name.clone(),
+            NodeProfile {
+                idle_watts: t.curve.watts(0.0),
+                max_watts: t.curve.watts(1.0),
+                power_cap_watts: None,
+            },
+        );
+    }
+    let nodes: Arc<dyn NodeSource> = Arc::new(DemoNodes::new(&fleet, &config));
+    let carbon =
+        Arc::new(load_curves(true, &[], &[], Vec::new()).context("embedded carbon curves")?);
+    let clock: Clock = Arc::new(|| {
+        let now = Utc::now();
+        let day = now.ordinal0().min(364);
+        let midnight = now
+            .date_naive()
+            .and_hms_opt(0, 0, 0)
+            .map_or(now, |m| m.and_utc());
+        Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0)
+            .single()
+            .map_or(now, |start| {
+                start + chrono::Duration::days(i64::from(day)) + (now - midnight)
+            })
+    });
+    Ok(Parts {
+        config,
+        nodes,
+        telemetry: Arc::new(fleet),
+        carbon,
+        clock,
+    })
+}
+
+/// Production: Prometheus/Thanos telemetry, a Kubernetes watch, configured carbon sources.
+pub async fn live(config: Config) -> Result<Parts> {
+    let prom = config
+        .telemetry
+        .prometheus
+        .clone()
+        .context("telemetry.prometheus: required without --demo")?;
+    let url = prom.endpoint.url.clone();
+    let source =
+        PrometheusSource::new(prom).with_context(|| format!("telemetry.prometheus `{url}`"))?;
+    let carbon = carbon(&config, &source)?;
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes apiserver (in-cluster or KUBECONFIG)")?;
+    let nodes: Arc<dyn NodeSource> = Arc::new(KubeNodes::spawn(client));
+    Ok(Parts {
+        config,
+        nodes,
+        telemetry: Arc::new(source),
+        carbon,
+        clock: Arc::new(Utc::now),
+    })
+}
+
+/// The carbon source `config.carbon` describes; a Prometheus metric reuses `source`'s
+/// connection.
+pub fn carbon(
+    config: &Config,
+    source: &PrometheusSource,
+) -> Result<Arc<dyn CarbonIntensitySource>> {
+    let c = &config.carbon;
+    if let Some(p) = &c.prometheus {
+        let metric = PrometheusCarbon::new(source.client().clone(), p.clone())
+            .context("carbon.prometheus")?;
+        return Ok(Arc::new(metric));
+    }
+    let csv: Vec<_> = c
+        .csv_files
+        .iter()
+        .map(|(z, f)| (z.clone(), f.clone()))
+        .collect();
+    let statics = c
+        .static_g_per_kwh
+        .iter()
+        .map(|(z, g)| (z.clone(), *g))
+        .collect();
+    let curves = load_curves(c.embedded2020, &c.forecast_files, &csv, statics)
+        .context("carbon: loading curves")?;
+    if curves.zones().next().is_none() {
+        tracing::warn!(
+            "carbon: no source configured; the extender fails open (carbon_missing) until one is"
+        );
+    }
+    Ok(Arc::new(curves))
+}
