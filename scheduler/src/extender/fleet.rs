@@ -148,7 +148,9 @@ impl FleetView {
 }
 
 fn fail_open(inputs: &ViewInputs, targets: &[Target]) -> Option<FailOpen> {
-    let snapshot = inputs.snapshot.as_ref()?;
+    let Some(snapshot) = inputs.snapshot.as_ref() else {
+        return Some(FailOpen::TelemetryMissing);
+    };
     let age = snapshot.age_s(inputs.built_at);
     if age > inputs.config.telemetry.stale_after_seconds {
         return Some(FailOpen::TelemetryStale);

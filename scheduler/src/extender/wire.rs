@@ -79,6 +79,11 @@ pub enum DecodeError {
 impl Request {
     /// Decodes and checks a request body.
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        if body.trim_ascii_start().first() != Some(&b'{') {
+            return Err(DecodeError::Json(
+                "expected a JSON object with keys Pod and Nodes or NodeNames".into(),
+            ));
+        }
         let args: ExtenderArgs =
             serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
         let pod = args.pod.ok_or(DecodeError::MissingPod)?;
