@@ -1,0 +1,194 @@
+//! Hostile and slow input: arbitrary bytes and mutated kube-scheduler bodies never panic
+//! and never get a 500; a decision that misses the deadline fails open in time.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use chrono::{TimeZone, Utc};
+use proptest::prelude::*;
+use scheduler::config::Config;
+use scheduler::server::service::{self, Service};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const NAMES: &str = include_str!("fixtures/args-names.json");
+const NODES: &str = include_str!("fixtures/args-nodes.json");
+
+async fn app(config: Config) -> Router {
+    let mut parts = service::demo(config).expect("demo parts");
+    parts.clock = Arc::new(|| {
+        Utc.with_ymd_and_hms(2020, 3, 4, 12, 0, 0)
+            .single()
+            .unwrap_or_default()
+    });
+    Service::start(parts, Duration::from_secs(3600))
+        .await
+        .expect("service")
+        .router()
+}
+
+async fn post(app: &Router, verb: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
+    let req = Request::builder()
+        .method("POST")
+        .uri(format!("/scheduler/{verb}"))
+        .body(Body::from(body))
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    let status = resp.status();
+    let bytes = to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+    (status, bytes.to_vec())
+}
+
+/// One runtime and one demo extender for every proptest case.
+fn shared() -> &'static (tokio::runtime::Runtime, Router) {
+    static SHARED: OnceLock<(tokio::runtime::Runtime, Router)> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let router = rt.block_on(app(Config::default()));
+        (rt, router)
+    })
+}
+
+/// Every reply is a 200 with a JSON body of the verb's shape, or a 400 with `{"error": …}`.
+fn check(verb: &str, body: Vec<u8>) -> Result<(), TestCaseError> {
+    let (rt, router) = shared();
+    let (status, reply) = rt.block_on(post(router, verb, body));
+    let v: Value = serde_json::from_slice(&reply)
+        .map_err(|e| TestCaseError::fail(format!("{status}: reply is not JSON: {e}")))?;
+    match status {
+        StatusCode::OK if verb == "prioritize" => prop_assert!(v.is_array()),
+        StatusCode::OK => prop_assert_eq!(&v["Error"], &json!("")),
+        StatusCode::BAD_REQUEST => prop_assert!(v["error"].as_str().is_some_and(|e| !e.is_empty())),
+        other => prop_assert!(false, "status {other}: {v}"),
+    }
+    Ok(())
+}
+
+/// A fixture with some bytes overwritten, some removed, and a cut at the end.
+fn mutated() -> impl Strategy<Value = Vec<u8>> {
+    (
+        prop::bool::ANY,
+        prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+        any::<prop::sample::Index>(),
+    )
+        .prop_map(|(names, flips, cuts, end)| {
+            let mut b = if names { NAMES } else { NODES }.as_bytes().to_vec();
+            for (i, byte) in flips {
+                let at = i.index(b.len());
+                b[at] = byte;
+            }
+            for i in cuts {
+                if !b.is_empty() {
+                    b.remove(i.index(b.len()));
+                }
+            }
+            let keep = b.len() - end.index(b.len() / 4 + 1);
+            b.truncate(keep);
+            b
+        })
+}
+
+/// Structurally valid JSON of the wrong shapes in the right places.
+fn shapes() -> impl Strategy<Value = Vec<u8>> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| json!(f)),
+        "[a-z0-9./=-]{0,12}".prop_map(Value::from),
+    ];
+    let value = leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+            prop::collection::btree_map(
+                prop_oneof![
+                    Just("metadata".to_string()),
+                    Just("name".to_string()),
+                    Just("items".to_string()),
+                    Just("spec".to_string()),
+                    Just("containers".to_string()),
+                    Just("resources".to_string()),
+                    Just("requests".to_string()),
+                    Just("annotations".to_string()),
+                    Just("status".to_string()),
+                    Just("allocatable".to_string()),
+                    "[a-z]{1,6}".prop_map(String::from),
+                ],
+                inner,
+                0..4
+            )
+            .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    });
+    (value.clone(), value.clone(), value).prop_map(|(pod, nodes, names)| {
+        json!({"Pod": pod, "Nodes": nodes, "NodeNames": names})
+            .to_string()
+            .into_bytes()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_get_200_or_400(body in prop::collection::vec(any::<u8>(), 0..512)) {
+        check("filter", body.clone())?;
+        check("prioritize", body)?;
+    }
+
+    #[test]
+    fn mutated_kube_scheduler_bodies_get_200_or_400(body in mutated()) {
+        check("filter", body.clone())?;
+        check("prioritize", body)?;
+    }
+
+    #[test]
+    fn wrong_shapes_get_200_or_400(body in shapes()) {
+        check("filter", body.clone())?;
+        check("prioritize", body)?;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_past_the_deadline_fails_open_in_time() {
+    let config = Config::parse("extender:\n  deadlineMs: 1\n", "test.yaml").expect("config");
+    let app = app(config).await;
+    // 200 000 names take far longer than 1 ms to decode and decide.
+    let names: Vec<String> = (0..200_000).map(|i| format!("node-{i}")).collect();
+    let mut args: Value = serde_json::from_str(NAMES).expect("fixture");
+    args["NodeNames"] = json!(names);
+    let body = serde_json::to_vec(&args).expect("body");
+    let started = Instant::now();
+    let (status, reply) = post(&app, "prioritize", body).await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK);
+    let v: Value = serde_json::from_slice(&reply).expect("json");
+    let list = v.as_array().expect("array");
+    assert_eq!(list.len(), 200_000, "no candidate dropped");
+    assert!(list.iter().all(|e| e["Score"] == 5));
+    assert!(took < Duration::from_secs(2), "answered in {took:?}");
+
+    let req = Request::builder()
+        .uri("/metrics")
+        .body(Body::empty())
+        .expect("request");
+    let metrics = to_bytes(
+        app.clone().oneshot(req).await.expect("metrics").into_body(),
+        usize::MAX,
+    )
+    .await
+    .expect("body");
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("ecoplace_fail_open_total{reason=\"deadline\"} 1"),
+        "{metrics}"
+    );
+}
