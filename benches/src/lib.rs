@@ -1,5 +1,6 @@
 //! Shared fixtures for the criterion benchmarks.
 
+pub mod extender;
 pub mod placement;
 pub mod snapshot;
 
