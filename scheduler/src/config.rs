@@ -22,6 +22,33 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Where grid carbon intensity comes from.
     pub carbon: CarbonConfig,
+    /// Kubernetes Events written on pods.
+    pub events: EventsConfig,
+}
+
+/// Kubernetes Events on the pods ecoplace decides for (events.k8s.io/v1), rate-limited.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct EventsConfig {
+    /// Write events at all (`EcoplaceAnnotationIgnored` warnings).
+    pub enabled: bool,
+    /// Also write one `EcoplacePreferred` event per scheduled pod saying why.
+    pub explain: bool,
+    /// Minimum time between two events of the same reason on the same pod, seconds.
+    pub min_interval_seconds: f64,
+    /// Overall cap on events written, per second.
+    pub max_per_second: f64,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            explain: false,
+            min_interval_seconds: 300.0,
+            max_per_second: 10.0,
+        }
+    }
 }
 
 /// Grid carbon intensity sources: curves from files and constants (later ones override
@@ -309,6 +336,27 @@ impl Config {
         if !positive(self.policy.expected_duration_seconds) {
             return field("policy.expectedDurationSeconds", "must be positive".into());
         }
+        let ev = &self.events;
+        if !(ev.min_interval_seconds.is_finite()
+            && (0.0..=MAX_EVENT_INTERVAL_S).contains(&ev.min_interval_seconds))
+        {
+            return field(
+                "events.minIntervalSeconds",
+                format!(
+                    "{} is not a number of seconds in 0..={MAX_EVENT_INTERVAL_S}",
+                    ev.min_interval_seconds
+                ),
+            );
+        }
+        if !(ev.max_per_second.is_finite() && ev.max_per_second >= MIN_EVENT_RATE) {
+            return field(
+                "events.maxPerSecond",
+                format!(
+                    "{} must be a rate of at least {MIN_EVENT_RATE} per second",
+                    ev.max_per_second
+                ),
+            );
+        }
         check_preset("policy.objective", &self.policy.objective)?;
         for (ns, p) in &self.policy.namespaces {
             if let Some(o) = &p.objective {
@@ -377,6 +425,11 @@ impl Config {
     }
 }
 
+/// Longest `events.minIntervalSeconds` accepted (a week).
+const MAX_EVENT_INTERVAL_S: f64 = 7.0 * 86_400.0;
+/// Slowest `events.maxPerSecond` accepted (one event every 1 000 s).
+const MIN_EVENT_RATE: f64 = 0.001;
+
 fn check_preset(path: &str, name: &str) -> Result<(), (String, String)> {
     optimizer::Weights::preset(name)
         .map(|_| ())
@@ -425,5 +478,39 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(e.contains("power.nodeTypes.m5"), "{e}");
+    }
+
+    #[test]
+    fn events_section_defaults_and_checks() {
+        let c = Config::parse("{}", "x.yaml").unwrap();
+        assert!(c.events.enabled);
+        assert!(!c.events.explain);
+        assert_eq!(c.events.min_interval_seconds, 300.0);
+        assert_eq!(c.events.max_per_second, 10.0);
+        let c = Config::parse(
+            "events:\n  explain: true\n  minIntervalSeconds: 60\n  maxPerSecond: 2.5\n",
+            "x.yaml",
+        )
+        .unwrap();
+        assert!(c.events.explain && c.events.enabled);
+        assert_eq!(c.events.min_interval_seconds, 60.0);
+        assert_eq!(c.events.max_per_second, 2.5);
+        for (yaml, path) in [
+            (
+                "events:\n  minIntervalSeconds: -1\n",
+                "events.minIntervalSeconds",
+            ),
+            (
+                "events:\n  minIntervalSeconds: .inf\n",
+                "events.minIntervalSeconds",
+            ),
+            ("events:\n  maxPerSecond: 0\n", "events.maxPerSecond"),
+            ("events:\n  maxPerSecond: .nan\n", "events.maxPerSecond"),
+            ("events:\n  explian: true\n", "events"),
+            ("events:\n  enabled: maybe\n", "events.enabled"),
+        ] {
+            let e = Config::parse(yaml, "x.yaml").unwrap_err().to_string();
+            assert!(e.contains(&format!("x.yaml: {path}")), "{yaml}: {e}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! HTTP lives in [`crate::server`]; this module turns a request body into a reply.
 
 pub mod decide;
+pub mod events;
 pub mod fleet;
 pub mod policy;
 pub mod quantity;
@@ -17,6 +18,7 @@ use serde::Serialize;
 
 use crate::server::metrics::Metrics;
 use decide::{Decision, decide};
+use events::{EventSink, PodEvent};
 use fleet::{FailOpen, FleetView};
 use wire::{DecodeError, Request};
 
@@ -46,11 +48,12 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// Shared extender state: the current view, the power model and metrics.
+/// Shared extender state: the current view, the power model, metrics and pod events.
 pub struct Extender {
     view: ArcSwap<FleetView>,
     power: Arc<dyn PowerModel>,
     metrics: Metrics,
+    events: Arc<dyn EventSink>,
     deadline: Duration,
 }
 
@@ -64,17 +67,19 @@ impl std::fmt::Debug for Extender {
 }
 
 impl Extender {
-    /// An extender starting from `view`.
+    /// An extender starting from `view`, writing pod events to `events`.
     pub fn new(
         view: FleetView,
         power: Arc<dyn PowerModel>,
         metrics: Metrics,
+        events: Arc<dyn EventSink>,
         deadline: Duration,
     ) -> Self {
         Self {
             view: ArcSwap::from_pointee(view),
             power,
             metrics,
+            events,
             deadline,
         }
     }
@@ -149,7 +154,7 @@ impl Extender {
         let req = Request::decode(body).map_err(Failure::Bad)?;
         let view = self.view.load();
         let decision = decide(&view, &req, self.power.as_ref());
-        self.account(verb, &req, &decision);
+        self.account(verb, &req, &decision, view.inputs.config.events.explain);
         let json = match verb {
             Verb::Filter => serde_json::to_vec(&decision.filter_result(req)),
             Verb::Prioritize => serde_json::to_vec(&decision.priorities()),
@@ -157,8 +162,10 @@ impl Extender {
         json.map_err(|_| Failure::Open(FailOpen::DecisionFailed))
     }
 
-    /// Metrics and logs of one decision.
-    fn account(&self, verb: Verb, req: &Request, d: &Decision) {
+    /// Metrics, logs and pod events of one decision; `explain` adds an `EcoplacePreferred`
+    /// event per prioritized pod. Annotation warnings go out from either verb (the event
+    /// writer's rate limit dedups), explanations from prioritize only.
+    fn account(&self, verb: Verb, req: &Request, d: &Decision, explain: bool) {
         let m = &self.metrics;
         let outcome = match (d.fail_open, d.skipped) {
             (Some(reason), _) => {
@@ -176,6 +183,9 @@ impl Extender {
             m.annotation_errors.with_label_values(&[w.annotation]).inc();
             tracing::warn!(pod = %req.pod.key(), "{w}");
         }
+        if let Some(e) = PodEvent::annotations_ignored(&req.pod.metadata, &d.warnings) {
+            self.events.publish(e);
+        }
         if verb == Verb::Prioritize
             && let Some((best, avoided)) = d.best()
         {
@@ -192,6 +202,10 @@ impl Extender {
                 "ecoplace preferred {}: −{avoided:.1} gCO2e over the pod's expected lifetime vs the median passing node",
                 best.name
             );
+            if explain {
+                self.events
+                    .publish(PodEvent::preferred(&req.pod.metadata, best, avoided));
+            }
         }
     }
 

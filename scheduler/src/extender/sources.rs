@@ -125,6 +125,16 @@ impl KubeNodes {
             synced,
         }
     }
+
+    /// The watched Nodes as cached (managedFields dropped).
+    pub fn node_objects(&self) -> Vec<Arc<KubeNode>> {
+        self.nodes.state()
+    }
+
+    /// The watched Pods (phase not Succeeded/Failed) as cached (managedFields dropped).
+    pub fn pod_objects(&self) -> Vec<Arc<KubePod>> {
+        self.pods.state()
+    }
 }
 
 async fn drain<S, T>(stream: S, what: &'static str)

@@ -1,7 +1,8 @@
 //! The service's own Prometheus metrics (`GET /metrics`).
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
+    TextEncoder,
 };
 
 /// Every metric ecoplace exports.
@@ -25,6 +26,10 @@ pub struct Metrics {
     /// `ecoplace_carbon_avoided_grams_total`: estimated carbon the preferred node saves
     /// over the pod's expected lifetime against the median passing node.
     pub carbon_avoided: prometheus::Counter,
+    /// `ecoplace_events_total{result}` (written, failed, suppressed): Kubernetes Events.
+    pub events: IntCounterVec,
+    /// `ecoplace_events_dropped_total`: events dropped because the write queue was full.
+    pub events_dropped: IntCounter,
 }
 
 impl Metrics {
@@ -76,6 +81,17 @@ impl Metrics {
             "ecoplace_carbon_avoided_grams_total",
             "Estimated gCO2e the preferred node saves vs the median passing node, over each pod's expected lifetime.",
         )?;
+        let events = IntCounterVec::new(
+            Opts::new(
+                "ecoplace_events_total",
+                "Kubernetes Events on pods by result: written, failed, suppressed (per-pod rate limit).",
+            ),
+            &["result"],
+        )?;
+        let events_dropped = IntCounter::new(
+            "ecoplace_events_dropped_total",
+            "Kubernetes Events dropped because the write queue was full.",
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(fail_open.clone()))?;
@@ -84,6 +100,8 @@ impl Metrics {
         registry.register(Box::new(telemetry_age.clone()))?;
         registry.register(Box::new(nodes_known.clone()))?;
         registry.register(Box::new(carbon_avoided.clone()))?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(events_dropped.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -94,6 +112,8 @@ impl Metrics {
             telemetry_age,
             nodes_known,
             carbon_avoided,
+            events,
+            events_dropped,
         })
     }
 

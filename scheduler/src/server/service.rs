@@ -16,6 +16,7 @@ use optimizer::power::{CurvePowerModel, FallbackPowerModel};
 use crate::carbon_args::load_curves;
 use crate::config::{Config, NodeProfile};
 use crate::extender::Extender;
+use crate::extender::events::{EventOptions, EventSink, KubeEvents, NoEvents};
 use crate::extender::fleet::FleetView;
 use crate::extender::sources::{DemoNodes, Inputs, KubeNodes, NodeSource, build_view, run_updater};
 use crate::server::{self, metrics::Metrics};
@@ -32,6 +33,10 @@ pub struct Parts {
     pub carbon: Arc<dyn CarbonIntensitySource>,
     /// The clock views and snapshots are stamped with.
     pub clock: Clock,
+    /// Where pod events go (Kubernetes Events, or nowhere).
+    pub events: Arc<dyn EventSink>,
+    /// The service's metrics (shared with the event writer).
+    pub metrics: Metrics,
 }
 
 /// A started extender: its state, and the configuration it runs with.
@@ -71,7 +76,8 @@ impl Service {
         let extender = Arc::new(Extender::new(
             FleetView::empty(Arc::clone(&config), (parts.clock)()),
             power,
-            Metrics::new().context("registering metrics")?,
+            parts.metrics,
+            parts.events,
             Duration::from_millis(config.extender.deadline_ms),
         ));
         extender.publish(build_view(&inputs).await);
@@ -137,6 +143,8 @@ pub fn demo(mut config: Config) -> Result<Parts> {
         telemetry: Arc::new(fleet),
         carbon,
         clock,
+        events: Arc::new(NoEvents),
+        metrics: Metrics::new().context("registering metrics")?,
     })
 }
 
@@ -154,6 +162,16 @@ pub async fn live(config: Config) -> Result<Parts> {
     let client = kube::Client::try_default()
         .await
         .context("connecting to the Kubernetes apiserver (in-cluster or KUBECONFIG)")?;
+    let metrics = Metrics::new().context("registering metrics")?;
+    let events: Arc<dyn EventSink> = if config.events.enabled {
+        Arc::new(KubeEvents::spawn(
+            client.clone(),
+            EventOptions::from_config(&config.events),
+            metrics.clone(),
+        ))
+    } else {
+        Arc::new(NoEvents)
+    };
     let nodes: Arc<dyn NodeSource> = Arc::new(KubeNodes::spawn(client));
     Ok(Parts {
         config,
@@ -161,6 +179,8 @@ pub async fn live(config: Config) -> Result<Parts> {
         telemetry: Arc::new(source),
         carbon,
         clock: Arc::new(Utc::now),
+        events,
+        metrics,
     })
 }
 
