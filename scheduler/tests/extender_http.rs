@@ -2,6 +2,8 @@
 //! `nodeCacheCapable` modes checked key by key, 400s for bad input, fail-open replies,
 //! metrics and readiness.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::sync::Arc;
 use std::time::Duration;
 

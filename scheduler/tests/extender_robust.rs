@@ -1,6 +1,8 @@
 //! Hostile and slow input: arbitrary bytes and mutated kube-scheduler bodies never panic
 //! and never get a 500; a decision that misses the deadline fails open in time.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
