@@ -15,9 +15,9 @@ pub const NEUTRAL_SCORE: i64 = 5;
 
 /// One node's verdict.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Verdict {
-    /// Node name.
-    pub name: String,
+pub struct Verdict<'a> {
+    /// Node name (borrowed from the request).
+    pub name: &'a str,
     /// Whether ecoplace knew the node (unknown nodes pass with a neutral score).
     pub known: bool,
     /// Why it fails (empty: it passes).
@@ -32,9 +32,9 @@ pub struct Verdict {
 
 /// The outcome of one call.
 #[derive(Debug, Clone)]
-pub struct Decision {
+pub struct Decision<'a> {
     /// Per-candidate verdicts, in request order.
-    pub verdicts: Vec<Verdict>,
+    pub verdicts: Vec<Verdict<'a>>,
     /// Why the decision failed open, if it did (all pass, neutral scores).
     pub fail_open: Option<FailOpen>,
     /// Whether the pod asked to be left alone.
@@ -45,9 +45,9 @@ pub struct Decision {
     pub policy: Option<PodPolicy>,
 }
 
-impl Decision {
+impl<'a> Decision<'a> {
     /// Every candidate passes with the neutral score.
-    fn neutral(names: Vec<String>, fail_open: Option<FailOpen>) -> Self {
+    fn neutral(names: Vec<&'a str>, fail_open: Option<FailOpen>) -> Self {
         Self {
             verdicts: names
                 .into_iter()
@@ -68,33 +68,35 @@ impl Decision {
     }
 
     /// A fail-open decision for the request's candidates.
-    pub fn fail_open(req: &Request, reason: FailOpen) -> Self {
+    pub fn fail_open(req: &'a Request<'_>, reason: FailOpen) -> Self {
         Self::neutral(candidate_names(req), Some(reason))
     }
 
     /// The best passing known node and the carbon (g over the pod's expected lifetime) it
     /// saves against the median passing node, if any node was scored.
-    pub fn best(&self) -> Option<(&Verdict, f64)> {
-        let mut passing: Vec<&Verdict> = self
-            .verdicts
-            .iter()
-            .filter(|v| v.known && v.reasons.is_empty() && v.units.is_some())
-            .collect();
-        let best = *passing
-            .iter()
-            .max_by(|a, b| a.score.cmp(&b.score).then(b.name.cmp(&a.name)))?;
-        passing.sort_by(|a, b| carbon(a).total_cmp(&carbon(b)));
-        let median = carbon(passing[passing.len() / 2]);
+    pub fn best(&self) -> Option<(&Verdict<'a>, f64)> {
+        let passing = || {
+            self.verdicts
+                .iter()
+                .filter(|v| v.known && v.reasons.is_empty() && v.units.is_some())
+        };
+        let best = passing().max_by(|a, b| a.score.cmp(&b.score).then(b.name.cmp(a.name)))?;
+        let mut grams: Vec<f64> = passing().map(carbon).collect();
+        let mid = grams.len() / 2;
+        let (_, &mut median, _) = grams.select_nth_unstable_by(mid, f64::total_cmp);
         Some((best, (median - carbon(best)).max(0.0)))
     }
 
     /// The filter reply; `Nodes` requests get their passing nodes back as full objects.
-    pub fn filter_result(&self, req: Request) -> FilterResult {
+    pub fn filter_result<'r>(&self, req: &Request<'r>) -> FilterResult<'a>
+    where
+        'r: 'a,
+    {
         let mut out = FilterResult::default();
         let mut pass = Vec::new();
         for v in &self.verdicts {
             if v.reasons.is_empty() {
-                pass.push(v.name.clone());
+                pass.push(v.name);
             } else {
                 let why = format!("ecoplace: {}", v.reasons.join("; "));
                 let map = if v.unresolvable {
@@ -102,18 +104,18 @@ impl Decision {
                 } else {
                     &mut out.failed_nodes
                 };
-                map.insert(v.name.clone(), why);
+                map.insert(v.name, why);
             }
         }
-        match req.candidates {
+        match &req.candidates {
             Candidates::Names(_) => out.node_names = Some(pass),
             Candidates::Nodes(nodes) => {
-                let passing: std::collections::HashSet<&str> =
-                    pass.iter().map(String::as_str).collect();
+                // Verdicts are in request order, one per Node object.
                 let items = nodes
-                    .into_iter()
-                    .filter(|(n, _)| passing.contains(n.metadata.name.as_str()))
-                    .map(|(_, raw)| raw)
+                    .iter()
+                    .zip(&self.verdicts)
+                    .filter(|(_, v)| v.reasons.is_empty())
+                    .map(|(&(_, raw), _)| raw)
                     .collect();
                 out.nodes = Some(NodeListOut {
                     metadata: BTreeMap::new(),
@@ -125,11 +127,11 @@ impl Decision {
     }
 
     /// The prioritize reply.
-    pub fn priorities(&self) -> Vec<HostPriority> {
+    pub fn priorities(&self) -> Vec<HostPriority<'_>> {
         self.verdicts
             .iter()
             .map(|v| HostPriority {
-                host: v.name.clone(),
+                host: v.name,
                 score: v.score,
             })
             .collect()
@@ -140,15 +142,15 @@ fn carbon(v: &Verdict) -> f64 {
     v.units.map_or(0.0, |u| u.carbon_g)
 }
 
-fn candidate_names(req: &Request) -> Vec<String> {
+fn candidate_names<'a>(req: &'a Request<'_>) -> Vec<&'a str> {
     match &req.candidates {
-        Candidates::Names(n) => n.clone(),
-        Candidates::Nodes(n) => n.iter().map(|(n, _)| n.metadata.name.clone()).collect(),
+        Candidates::Names(n) => n.iter().map(|n| n.as_ref()).collect(),
+        Candidates::Nodes(n) => n.iter().map(|(n, _)| n.metadata.name.as_str()).collect(),
     }
 }
 
 /// Decides filter verdicts and scores for `req` on `view`.
-pub fn decide(view: &FleetView, req: &Request, power: &dyn PowerModel) -> Decision {
+pub fn decide<'a>(view: &FleetView, req: &'a Request<'_>, power: &dyn PowerModel) -> Decision<'a> {
     let names = candidate_names(req);
     let config = &view.inputs.config;
     let (policy, warnings) = policy::resolve(
@@ -178,7 +180,7 @@ pub fn decide(view: &FleetView, req: &Request, power: &dyn PowerModel) -> Decisi
                 return d;
             }
             for n in &names {
-                slot.push(view.index.get(n).map(|&i| {
+                slot.push(view.index.get(*n).map(|&i| {
                     known.push(&view.targets[i]);
                     known.len() - 1
                 }));

@@ -404,7 +404,7 @@ mod tests {
     #[test]
     fn preferred_note_names_node_and_savings() {
         let v = Verdict {
-            name: "node-3".into(),
+            name: "node-3",
             known: true,
             reasons: Vec::new(),
             unresolvable: false,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use kepler_client::FleetSnapshot;
 use optimizer::{CarbonOutlook, Resources, Target, TargetKind};
+use rustc_hash::FxHashMap;
 
 use super::wire::{Node, PodRequests};
 use crate::config::Config;
@@ -86,10 +87,11 @@ pub struct ViewInputs {
 pub struct FleetView {
     /// One target per known node.
     pub targets: Vec<Target>,
-    /// Node name → index in `targets`.
-    pub index: HashMap<String, usize>,
+    /// Node name → index in `targets` (Fx hash: names are not attacker-chosen keys of a
+    /// long-lived map, and lookups are on every request's hot path).
+    pub index: FxHashMap<String, usize>,
     /// Requests allocated per node (for `Nodes`-mode requests).
-    pub allocated: HashMap<String, PodRequests>,
+    pub allocated: FxHashMap<String, PodRequests>,
     /// Telemetry, carbon and config the targets were built from.
     pub inputs: ViewInputs,
     /// Why decisions must fail open now, if they must.
@@ -103,8 +105,8 @@ impl FleetView {
     pub fn empty(config: Arc<Config>, now: DateTime<Utc>) -> Self {
         Self {
             targets: Vec::new(),
-            index: HashMap::new(),
-            allocated: HashMap::new(),
+            index: FxHashMap::default(),
+            allocated: FxHashMap::default(),
             inputs: ViewInputs {
                 snapshot: None,
                 carbon: HashMap::new(),
@@ -220,9 +222,15 @@ pub fn target(fact: &NodeFact, inputs: &ViewInputs) -> Target {
     } else {
         0.0
     });
+    // Decisions happen at `built_at` for pods expected to run `expectedDurationSeconds`:
+    // the mean over that window is all they read, so it is computed here once per node
+    // rather than on every request.
+    let window =
+        chrono::Duration::milliseconds((config.policy.expected_duration_seconds * 1000.0) as i64);
     let carbon = carbon_zone(&fact.labels, config)
-        .and_then(|z| inputs.carbon.get(&z).cloned())
-        .unwrap_or_else(|| mean_outlook(&inputs.carbon));
+        .and_then(|z| inputs.carbon.get(&z))
+        .map(|o| CarbonOutlook::flat(o.mean_over(inputs.built_at, window)))
+        .unwrap_or_else(|| mean_outlook(&inputs.carbon, inputs.built_at, window));
     let latency_ms = region_value(&fact.labels, config)
         .and_then(|v| config.topology.latency_ms.get(v).cloned())
         .unwrap_or_default();
@@ -243,9 +251,19 @@ pub fn target(fact: &NodeFact, inputs: &ViewInputs) -> Target {
     }
 }
 
-/// A flat outlook at the mean of the known zones' current intensity: nodes in an unknown
+/// A flat outlook at the average of the known zones' window means: nodes in an unknown
 /// zone are neither favoured nor penalised.
-fn mean_outlook(carbon: &HashMap<String, CarbonOutlook>) -> CarbonOutlook {
+fn mean_outlook(
+    carbon: &HashMap<String, CarbonOutlook>,
+    at: DateTime<Utc>,
+    window: chrono::Duration,
+) -> CarbonOutlook {
     let n = carbon.len().max(1) as f64;
-    CarbonOutlook::flat(carbon.values().map(|c| c.now_g_per_kwh).sum::<f64>() / n)
+    CarbonOutlook::flat(
+        carbon
+            .values()
+            .map(|c| c.mean_over(at, window))
+            .sum::<f64>()
+            / n,
+    )
 }

@@ -155,11 +155,8 @@ impl Extender {
         let view = self.view.load();
         let decision = decide(&view, &req, self.power.as_ref());
         self.account(verb, &req, &decision, view.inputs.config.events.explain);
-        let json = match verb {
-            Verb::Filter => serde_json::to_vec(&decision.filter_result(req)),
-            Verb::Prioritize => serde_json::to_vec(&decision.priorities()),
-        };
-        json.map_err(|_| Failure::Open(FailOpen::DecisionFailed))
+        encode(verb, &decision, &req, body.len())
+            .map_err(|_| Failure::Open(FailOpen::DecisionFailed))
     }
 
     /// Metrics, logs and pod events of one decision; `explain` adds an `EcoplacePreferred`
@@ -219,14 +216,26 @@ impl Extender {
             error: e.to_string(),
         })?;
         let d = Decision::fail_open(&req, reason);
-        let json = match verb {
-            Verb::Filter => serde_json::to_vec(&d.filter_result(req)),
-            Verb::Prioritize => serde_json::to_vec(&d.priorities()),
-        };
-        json.map_err(|e| ErrorBody {
+        encode(verb, &d, &req, body.len()).map_err(|e| ErrorBody {
             error: e.to_string(),
         })
     }
+}
+
+/// The JSON reply to `verb`, written into a buffer sized from the request (names come
+/// back once each; a filter reply on full Nodes is about as large as the request).
+fn encode(
+    verb: Verb,
+    d: &Decision<'_>,
+    req: &Request<'_>,
+    request_len: usize,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut buf = Vec::with_capacity(request_len.min(1 << 26) + 64 * d.verdicts.len());
+    match verb {
+        Verb::Filter => serde_json::to_writer(&mut buf, &d.filter_result(req))?,
+        Verb::Prioritize => serde_json::to_writer(&mut buf, &d.priorities())?,
+    }
+    Ok(buf)
 }
 
 /// Why `answer` produced no reply.

@@ -6,6 +6,7 @@
 //! decoded; full Node objects are kept as raw JSON so a filter reply can hand them back
 //! unchanged.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -16,34 +17,35 @@ use super::quantity::{self, QuantityError};
 /// The body of a filter or prioritize call.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExtenderArgs {
+pub struct ExtenderArgs<'a> {
     /// The pod being scheduled.
     #[serde(rename = "Pod", default)]
     pub pod: Option<Pod>,
     /// Candidate nodes as full objects (`nodeCacheCapable: false`).
-    #[serde(rename = "Nodes", default)]
-    pub nodes: Option<NodeList>,
-    /// Candidate node names (`nodeCacheCapable: true`).
-    #[serde(rename = "NodeNames", default)]
-    pub node_names: Option<Vec<String>>,
+    #[serde(rename = "Nodes", default, borrow)]
+    pub nodes: Option<NodeList<'a>>,
+    /// Candidate node names (`nodeCacheCapable: true`), borrowed from the body unless
+    /// escaped.
+    #[serde(rename = "NodeNames", default, borrow)]
+    pub node_names: Option<Vec<Cow<'a, str>>>,
 }
 
 /// Which of the two candidate forms a request used.
 #[derive(Debug)]
-pub enum Candidates {
+pub enum Candidates<'a> {
     /// Names only; node facts come from ecoplace's own watch.
-    Names(Vec<String>),
+    Names(Vec<Cow<'a, str>>),
     /// Full Node objects, decoded, with their raw JSON.
-    Nodes(Vec<(Node, Box<RawValue>)>),
+    Nodes(Vec<(Node, &'a RawValue)>),
 }
 
 /// A decoded, checked request.
 #[derive(Debug)]
-pub struct Request {
+pub struct Request<'a> {
     /// The pod.
     pub pod: Pod,
     /// The candidates.
-    pub candidates: Candidates,
+    pub candidates: Candidates<'a>,
 }
 
 /// Why a request body was refused (HTTP 400).
@@ -76,9 +78,9 @@ pub enum DecodeError {
     Quantity(#[from] QuantityError),
 }
 
-impl Request {
-    /// Decodes and checks a request body.
-    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+impl<'a> Request<'a> {
+    /// Decodes and checks a request body (names and Node objects borrow from it).
+    pub fn decode(body: &'a [u8]) -> Result<Self, DecodeError> {
         if body.trim_ascii_start().first() != Some(&b'{') {
             return Err(DecodeError::Json(
                 "expected a JSON object with keys Pod and Nodes or NodeNames".into(),
@@ -121,10 +123,10 @@ impl Request {
 
 /// A NodeList as kube-scheduler sends it (`metadata` and `items`, no apiVersion/kind).
 #[derive(Debug, Deserialize)]
-pub struct NodeList {
+pub struct NodeList<'a> {
     /// The nodes, raw.
-    #[serde(default)]
-    pub items: Vec<Box<RawValue>>,
+    #[serde(default, borrow)]
+    pub items: Vec<&'a RawValue>,
 }
 
 /// Object metadata ecoplace reads.
@@ -288,19 +290,19 @@ impl Node {
 
 /// Filter reply.
 #[derive(Debug, Default, Serialize)]
-pub struct FilterResult {
+pub struct FilterResult<'a> {
     /// Passing nodes as full objects (when the request carried `Nodes`).
     #[serde(rename = "Nodes")]
-    pub nodes: Option<NodeListOut>,
+    pub nodes: Option<NodeListOut<'a>>,
     /// Passing node names (when the request carried `NodeNames`).
     #[serde(rename = "NodeNames")]
-    pub node_names: Option<Vec<String>>,
+    pub node_names: Option<Vec<&'a str>>,
     /// Failed nodes and why; preemption may help.
     #[serde(rename = "FailedNodes")]
-    pub failed_nodes: BTreeMap<String, String>,
+    pub failed_nodes: BTreeMap<&'a str, String>,
     /// Failed nodes and why; preemption cannot help.
     #[serde(rename = "FailedAndUnresolvableNodes")]
-    pub failed_and_unresolvable_nodes: BTreeMap<String, String>,
+    pub failed_and_unresolvable_nodes: BTreeMap<&'a str, String>,
     /// An error for the whole call (empty on success).
     #[serde(rename = "Error")]
     pub error: String,
@@ -308,19 +310,19 @@ pub struct FilterResult {
 
 /// A NodeList in a reply: the passing nodes' original JSON.
 #[derive(Debug, Default, Serialize)]
-pub struct NodeListOut {
+pub struct NodeListOut<'a> {
     /// List metadata (empty, as kube-scheduler sends it).
     pub metadata: BTreeMap<String, String>,
     /// The nodes.
-    pub items: Vec<Box<RawValue>>,
+    pub items: Vec<&'a RawValue>,
 }
 
 /// One prioritize entry; the reply is a bare JSON array of these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HostPriority {
+pub struct HostPriority<'a> {
     /// Node name.
     #[serde(rename = "Host")]
-    pub host: String,
+    pub host: &'a str,
     /// 0..=10 (kube-scheduler multiplies by the extender weight and does not clamp).
     #[serde(rename = "Score")]
     pub score: i64,
