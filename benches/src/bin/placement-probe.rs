@@ -32,7 +32,13 @@ fn main() -> ExitCode {
             continue;
         }
         let (ws, ts) = make();
-        match plan(&ws, &ts, &Weights::BALANCED, at(), &power, &options) {
+        let began = std::time::Instant::now();
+        let result = plan(&ws, &ts, &Weights::BALANCED, at(), &power, &options);
+        eprintln!(
+            "{id}: plan() wall time {:.3} s",
+            began.elapsed().as_secs_f64()
+        );
+        match result {
             Ok(p) => failed |= report(id, &p, &ws, &ts, &power) > 0,
             Err(e) => {
                 eprintln!("{id}: no plan: {e}");

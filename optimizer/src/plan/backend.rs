@@ -41,10 +41,13 @@ pub(crate) enum Failure {
 }
 
 /// Solves `model` with the backend chosen in `opts`; returns the solution or why none.
+/// With `target`, HiGHS stops at the first plan whose objective (offset excluded) is at
+/// most that.
 pub(crate) fn solve(
     model: &LinearModel,
     start: Option<&[f64]>,
     opts: &SolveOptions,
+    target: Option<f64>,
 ) -> (Result<Solved, Failure>, f64) {
     let began = Instant::now();
     if model.vars.is_empty() {
@@ -57,11 +60,11 @@ pub(crate) fn solve(
     }
     let result = match opts.backend {
         #[cfg(feature = "highs")]
-        Backend::Highs => highs::solve(model, start, opts),
+        Backend::Highs => highs::solve(model, start, opts, target),
         #[cfg(feature = "microlp")]
         Backend::Microlp => micro::solve(model, start, opts),
         Backend::Greedy => {
-            let _ = start;
+            let _ = (start, target);
             Err(Failure::NoSolution(
                 "the MILP is disabled (greedy backend)".into(),
             ))
@@ -125,6 +128,7 @@ mod highs {
         model: &LinearModel,
         start: Option<&[f64]>,
         opts: &SolveOptions,
+        target: Option<f64>,
     ) -> Result<Solved, Failure> {
         let (pv, _cols, objective, rows) = to_good_lp(model);
         let mut problem = pv.minimise(objective).using(good_lp::highs);
@@ -137,10 +141,11 @@ mod highs {
             let _ = inner.try_set_option("output_flag", true);
             let _ = inner.try_set_option("log_to_console", true);
         }
-        let options: [(&str, f64); 3] = [
+        let options: [(&str, f64); 4] = [
             ("time_limit", opts.time_limit_s.max(0.0)),
             ("mip_rel_gap", opts.mip_gap.max(0.0)),
             ("mip_abs_gap", opts.absolute_gap.max(0.0)),
+            ("objective_target", target.unwrap_or(f64::NEG_INFINITY)),
         ];
         for (k, v) in options {
             inner

@@ -4,9 +4,11 @@
 //!
 //! Both respect every hard constraint; either may fail on instances the MILP solves
 //! (packing is hard), in which case they say which workload they could not place.
+//! [`repair`] completes a partial plan (the floored LP relaxation) the same way.
 
 use std::cmp::Ordering;
 
+use crate::cost::Objectives;
 use crate::model::{Resource, Resources};
 
 use super::classes::{Instance, dot};
@@ -34,10 +36,50 @@ pub(crate) fn warm_start(inst: &Instance<'_>) -> Result<Vec<u32>, String> {
 
 /// Places every replica of every class; returns replicas per pair.
 pub(crate) fn place(inst: &Instance<'_>, rule: Rule) -> Result<Vec<u32>, String> {
-    let mut s = State::new(inst, rule);
+    place_from(inst, rule, None, &inst.coef)
+}
+
+/// A feasible plan that keeps as much of `seed` (replicas per pair, e.g. a floored LP
+/// solution) as the constraints allow and places the rest cheapest-first under `coef`, or
+/// by best-fit packing when that fails.
+pub(crate) fn repair(
+    inst: &Instance<'_>,
+    seed: &[u32],
+    coef: &Objectives,
+) -> Result<Vec<u32>, String> {
+    place_from(inst, Rule::Cheapest, Some(seed), coef).or_else(|cheapest| {
+        place_from(inst, Rule::BestFit, Some(seed), coef)
+            .map_err(|packed| format!("{cheapest}; best-fit packing: {packed}"))
+    })
+}
+
+/// Places affinity groups (where `seed` has most of them), then the seeded replicas, then
+/// the rest of every class, most constrained class first.
+fn place_from(
+    inst: &Instance<'_>,
+    rule: Rule,
+    seed: Option<&[u32]>,
+    coef: &Objectives,
+) -> Result<Vec<u32>, String> {
+    let mut s = State::new(inst, rule, *coef);
     for g in 0..inst.affinity_groups.len() {
-        s.place_group(g)?;
+        s.place_group(g, seed)?;
     }
+    let order = order(inst);
+    if let Some(seed) = seed {
+        for &c in &order {
+            s.seed_class(c, seed);
+        }
+    }
+    for c in order {
+        s.place_class(c)?;
+    }
+    Ok(s.x)
+}
+
+/// Classes outside affinity groups, most constrained first: spread/anti-affinity rules,
+/// then the least room among their feasible targets, then the biggest.
+fn order(inst: &Instance<'_>) -> Vec<usize> {
     let totals = total_free(inst);
     let mut order: Vec<usize> = (0..inst.classes.len())
         .filter(|&c| inst.classes[c].affinity.is_none())
@@ -55,8 +97,6 @@ pub(crate) fn place(inst: &Instance<'_>, rule: Rule) -> Result<Vec<u32>, String>
         u8::from(w.anti_affinity_group.is_none() && w.number_of_targets.is_none())
     };
     let slack: Vec<f64> = (0..inst.classes.len()).map(|c| slack(inst, c)).collect();
-    // Most constrained first: spread/anti-affinity rules, then the classes with the least
-    // room among their feasible targets (latency SLOs, allowed lists), then the biggest.
     order.sort_by(|&a, &b| {
         tier(a)
             .cmp(&tier(b))
@@ -64,10 +104,7 @@ pub(crate) fn place(inst: &Instance<'_>, rule: Rule) -> Result<Vec<u32>, String>
             .then(size(b).total_cmp(&size(a)))
             .then(a.cmp(&b))
     });
-    for c in order {
-        s.place_class(c)?;
-    }
-    Ok(s.x)
+    order
 }
 
 /// How many times over the feasible targets of class `c` could hold its replicas (by free
@@ -103,6 +140,8 @@ fn total_free(inst: &Instance<'_>) -> Resources {
 struct State<'a, 'i> {
     inst: &'a Instance<'i>,
     rule: Rule,
+    /// Objective coefficients the cheapest rule prices with.
+    coef: Objectives,
     x: Vec<u32>,
     free: Vec<Resources>,
     headroom: Vec<f64>,
@@ -116,11 +155,12 @@ struct State<'a, 'i> {
 const EPS: f64 = 1e-9;
 
 impl<'a, 'i> State<'a, 'i> {
-    fn new(inst: &'a Instance<'i>, rule: Rule) -> Self {
+    fn new(inst: &'a Instance<'i>, rule: Rule, coef: Objectives) -> Self {
         let nt = inst.targets.len();
         Self {
             inst,
             rule,
+            coef,
             x: vec![0; inst.pairs.len()],
             free: inst.targets.iter().map(|t| t.free()).collect(),
             headroom: (0..nt).map(|t| inst.headroom(t)).collect(),
@@ -194,12 +234,12 @@ impl<'a, 'i> State<'a, 'i> {
         let waking = inst.is_off(t) && !self.used[t];
         match self.rule {
             Rule::Cheapest => {
-                let mut k = dot(&inst.coef, &pair.terms);
+                let mut k = dot(&self.coef, &pair.terms);
                 if waking {
-                    k += dot(&inst.coef, &inst.wake[t]);
+                    k += dot(&self.coef, &inst.wake[t]);
                 }
                 if self.x[p] < inst.classes[pair.class].current_on(t) {
-                    k -= inst.coef.migration;
+                    k -= self.coef.migration;
                 }
                 (0.0, k)
             }
@@ -226,11 +266,40 @@ impl<'a, 'i> State<'a, 'i> {
         (f64::from(u8::from(waking)), sign * left)
     }
 
+    /// Places what `seed` gives class `c` where it still fits, largest seeded pairs first,
+    /// keeping enough replicas back to reach the class's number of targets.
+    fn seed_class(&mut self, c: usize, seed: &[u32]) {
+        let inst = self.inst;
+        let want = inst.workload(c).number_of_targets;
+        let mut pairs: Vec<usize> = inst.class_pairs[c]
+            .clone()
+            .filter(|&p| seed[p] > 0)
+            .collect();
+        pairs.sort_by(|&a, &b| seed[b].cmp(&seed[a]).then(a.cmp(&b)));
+        let mut remaining = inst.classes[c].replicas;
+        for p in pairs {
+            let distinct = self.distinct[c];
+            let new = self.x[p] == 0;
+            if new && want.is_some_and(|n| distinct >= n) {
+                continue;
+            }
+            let after = want.map_or(0, |n| n.saturating_sub(distinct + u32::from(new)));
+            let k = seed[p]
+                .min(self.room(p))
+                .min(remaining.saturating_sub(after));
+            if k > 0 {
+                self.apply(p, k);
+                remaining -= k;
+            }
+        }
+    }
+
     fn place_class(&mut self, c: usize) -> Result<(), String> {
         let inst = self.inst;
         let w = inst.workload(c);
         let want = w.number_of_targets;
-        let mut remaining = inst.classes[c].replicas;
+        let placed: u32 = inst.class_pairs[c].clone().map(|p| self.x[p]).sum();
+        let mut remaining = inst.classes[c].replicas.saturating_sub(placed);
         while remaining > 0 {
             let distinct = self.distinct[c];
             let reserve_now = want.map_or(0, |n| n.saturating_sub(distinct));
@@ -274,8 +343,9 @@ impl<'a, 'i> State<'a, 'i> {
         Ok(())
     }
 
-    /// Places a whole affinity group on the one target that suits it best.
-    fn place_group(&mut self, g: usize) -> Result<(), String> {
+    /// Places a whole affinity group on the one target that suits it best: where `seed`
+    /// has most of its replicas, then by the rule's key.
+    fn place_group(&mut self, g: usize, seed: Option<&[u32]>) -> Result<(), String> {
         let inst = self.inst;
         let group = &inst.affinity_groups[g];
         let total: u32 = group
@@ -286,15 +356,28 @@ impl<'a, 'i> State<'a, 'i> {
         if total == 0 {
             return Ok(());
         }
-        let mut best: Option<(usize, (f64, f64))> = None;
+        let mass = |t: usize| -> u32 {
+            seed.map_or(0, |seed| {
+                group
+                    .classes
+                    .iter()
+                    .filter_map(|&c| inst.pair_of(c, t))
+                    .map(|p| seed[p])
+                    .sum()
+            })
+        };
+        let mut best: Option<(usize, u32, (f64, f64))> = None;
         for t in 0..inst.targets.len() {
-            if let Some(key) = self.group_key(g, t)
-                && best.is_none_or(|(_, b)| cmp_key(key, b) == Ordering::Less)
-            {
-                best = Some((t, key));
+            if let Some(key) = self.group_key(g, t) {
+                let m = mass(t);
+                let better = best
+                    .is_none_or(|(_, bm, b)| m.cmp(&bm).reverse().then(cmp_key(key, b)).is_lt());
+                if better {
+                    best = Some((t, m, key));
+                }
             }
         }
-        let Some((t, _)) = best else {
+        let Some((t, _, _)) = best else {
             return Err(format!(
                 "no single target can take all {total} replicas of affinity group {}",
                 group.name
@@ -344,7 +427,7 @@ impl<'a, 'i> State<'a, 'i> {
             match self.rule {
                 Rule::Cheapest => {
                     let now = f64::from(inst.classes[c].current_on(t).min(n));
-                    key.1 += dot(&inst.coef, &inst.pairs[p].terms) * nf - inst.coef.migration * now;
+                    key.1 += dot(&self.coef, &inst.pairs[p].terms) * nf - self.coef.migration * now;
                 }
                 Rule::LeastAllocated | Rule::BestFit => {}
             }
@@ -358,7 +441,7 @@ impl<'a, 'i> State<'a, 'i> {
         }
         let waking = inst.is_off(t) && !self.used[t];
         match self.rule {
-            Rule::Cheapest if waking => key.1 += dot(&inst.coef, &inst.wake[t]),
+            Rule::Cheapest if waking => key.1 += dot(&self.coef, &inst.wake[t]),
             Rule::Cheapest => {}
             Rule::LeastAllocated | Rule::BestFit => key = self.fit_key(t, need.cpu, waking),
         }

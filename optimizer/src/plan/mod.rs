@@ -13,6 +13,7 @@ mod greedy;
 mod milp;
 mod pareto;
 mod reference;
+mod relax;
 #[cfg(test)]
 mod tests;
 
@@ -74,7 +75,7 @@ pub struct SolveOptions {
     pub absolute_gap: f64,
     /// Solver backend.
     pub backend: Backend,
-    /// Whether to give the solver the greedy plan as a starting solution.
+    /// Whether to give the solver a starting plan (LP-guided, else greedy).
     pub warm_start: bool,
 }
 
@@ -245,8 +246,10 @@ pub(crate) struct Solution {
     seconds: f64,
 }
 
-/// Runs the solver on `model`, warm-started with `start` when it is feasible there, and
-/// falls back to `start` when the solver times out or fails.
+/// Runs the solver on `model`. First the LP relaxation: its bound and its repaired
+/// floored solution; when that plan is within the MIP gap of the bound it is the answer.
+/// Otherwise the MILP runs, warm-started with the better of that plan and `start`, and
+/// falls back to it when the solver times out or fails.
 fn solve(
     inst: &Instance<'_>,
     model: &LinearModel,
@@ -263,11 +266,21 @@ fn solve(
             Err("the greedy plan breaks a model row".to_string())
         }
     });
+    let (start, lp_seconds) = match relax::run(inst, model, lay, start, coef, options) {
+        Ok(relax::Step::Done(solution)) => return Ok(solution),
+        Ok(relax::Step::Start { start, seconds }) => (start, seconds),
+        Err(relax::Infeasible) => return Err(PlanError::Infeasible(explain::diagnose(inst))),
+    };
     let warm = options
         .warm_start
         .then(|| start.as_ref().ok().map(|s| s.1.as_slice()))
         .flatten();
-    let (result, seconds) = backend::solve(model, warm, options);
+    let remaining = SolveOptions {
+        time_limit_s: (options.time_limit_s - lp_seconds).max(0.0),
+        ..*options
+    };
+    let (result, mip_seconds) = backend::solve(model, warm, &remaining, None);
+    let seconds = lp_seconds + mip_seconds;
     let fallback = |reason: String, start: Result<(Vec<u32>, Vec<f64>), String>| match start {
         Ok((x, _)) => Ok(Solution {
             x,
@@ -304,7 +317,7 @@ fn solve(
                 let mine = evaluate::class_objective(inst, &x, coef);
                 if evaluate::class_objective(inst, gx, coef) <= mine + 1e-12 {
                     let reason = format!(
-                        "time limit {} s reached without a plan better than the greedy one",
+                        "time limit {} s reached without a plan better than the starting one",
                         options.time_limit_s
                     );
                     return fallback(reason, start);
