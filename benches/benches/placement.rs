@@ -8,7 +8,8 @@
 //! - `placement/score_targets/5000`: scoring 5 000 nodes for one pod in ≤ 1 ms.
 //!
 //! Each MILP bench times `optimizer::plan` end to end (classes, one batched power call,
-//! greedy warm start, least-allocated reference, HiGHS with 1 % gap and a 5 s limit) and
+//! greedy start, least-allocated reference, the LP stage — relaxation bound, LP-guided
+//! repair and neighbourhood sub-MIP — then HiGHS with 1 % gap and a 5 s limit if needed) and
 //! prints the status, achieved gap, model size and utilisation of one run at setup.
 //! Instances are generated from fixed seeds.
 //!
