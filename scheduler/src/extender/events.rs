@@ -380,7 +380,7 @@ mod tests {
                 w("ecoplace.io/skip", "maybe", "expected true or false"),
             ],
         )
-        .unwrap();
+        .expect("an event");
         assert_eq!((e.kind, e.reason), (EventKind::Warning, ANNOTATION_IGNORED));
         assert_eq!(
             e.note,

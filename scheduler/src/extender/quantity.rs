@@ -88,7 +88,7 @@ mod tests {
             ("100n", 1e-7),
         ];
         for (s, want) in cases {
-            let got = parse(s, "x").unwrap();
+            let got = parse(s, "x").expect("parses");
             assert!((got - want).abs() <= 1e-9 * want.max(1.0), "{s}: {got}");
         }
     }

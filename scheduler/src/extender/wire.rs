@@ -355,8 +355,8 @@ mod tests {
                           {"resources":{"requests":{"cpu":"1","nvidia.com/gpu":"1"}}}],
             "initContainers":[{"resources":{"requests":{"cpu":"2","memory":"1Mi"}}}],
             "overhead":{"cpu":"100m"}}},"NodeNames":["n1"]}"#;
-        let r = Request::decode(body).unwrap();
-        let q = r.pod.requests().unwrap();
+        let r = Request::decode(body).expect("decodes");
+        let q = r.pod.requests().expect("requests");
         assert!((q.cpu - 2.1).abs() < 1e-9, "{q:?}");
         assert_eq!(q.memory, 64.0 * 1024.0 * 1024.0);
         assert_eq!(q.gpu, 1.0);
