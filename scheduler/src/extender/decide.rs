@@ -30,6 +30,20 @@ pub struct Verdict<'a> {
     pub units: Option<Objectives>,
 }
 
+impl<'a> Verdict<'a> {
+    /// A node ecoplace has no opinion on: it passes with the neutral score.
+    fn neutral(name: &'a str) -> Self {
+        Self {
+            name,
+            known: false,
+            reasons: Vec::new(),
+            unresolvable: false,
+            score: NEUTRAL_SCORE,
+            units: None,
+        }
+    }
+}
+
 /// The outcome of one call.
 #[derive(Debug, Clone)]
 pub struct Decision<'a> {
@@ -49,17 +63,7 @@ impl<'a> Decision<'a> {
     /// Every candidate passes with the neutral score.
     fn neutral(names: Vec<&'a str>, fail_open: Option<FailOpen>) -> Self {
         Self {
-            verdicts: names
-                .into_iter()
-                .map(|name| Verdict {
-                    name,
-                    known: false,
-                    reasons: Vec::new(),
-                    unresolvable: false,
-                    score: NEUTRAL_SCORE,
-                    units: None,
-                })
-                .collect(),
+            verdicts: names.into_iter().map(Verdict::neutral).collect(),
             fail_open,
             skipped: false,
             warnings: Vec::new(),
@@ -223,14 +227,7 @@ pub fn decide<'a>(view: &FleetView, req: &'a Request<'_>, power: &dyn PowerModel
         .into_iter()
         .zip(slot)
         .map(|(name, slot)| match slot {
-            None => Verdict {
-                name,
-                known: false,
-                reasons: Vec::new(),
-                unresolvable: false,
-                score: NEUTRAL_SCORE,
-                units: None,
-            },
+            None => Verdict::neutral(name),
             Some(i) => {
                 let s = &scores[i];
                 let t = known[i];
