@@ -19,6 +19,14 @@ use tower::ServiceExt;
 
 const NAMES: &str = include_str!("fixtures/args-names.json");
 const NODES: &str = include_str!("fixtures/args-nodes.json");
+/// Every key of kube-scheduler's `ExtenderFilterResult`, sorted.
+const FILTER_RESULT_KEYS: [&str; 5] = [
+    "Error",
+    "FailedAndUnresolvableNodes",
+    "FailedNodes",
+    "NodeNames",
+    "Nodes",
+];
 
 fn noon() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2020, 3, 4, 12, 0, 0)
@@ -93,16 +101,7 @@ async fn names_mode_filter_and_prioritize_golden() {
 
     let (status, filter) = post(&app, "filter", NAMES).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        keys(&filter),
-        [
-            "Error",
-            "FailedAndUnresolvableNodes",
-            "FailedNodes",
-            "NodeNames",
-            "Nodes"
-        ]
-    );
+    assert_eq!(keys(&filter), FILTER_RESULT_KEYS);
     assert_eq!(filter["Nodes"], Value::Null);
     assert_eq!(
         filter["NodeNames"],
@@ -149,16 +148,7 @@ async fn nodes_mode_filter_returns_passing_objects_unchanged() {
 
     let (status, filter) = post(&app, "filter", NODES).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(
-        keys(&filter),
-        [
-            "Error",
-            "FailedAndUnresolvableNodes",
-            "FailedNodes",
-            "NodeNames",
-            "Nodes"
-        ]
-    );
+    assert_eq!(keys(&filter), FILTER_RESULT_KEYS);
     assert_eq!(filter["NodeNames"], Value::Null);
     assert_eq!(filter["Error"], json!(""));
     assert_eq!(keys(&filter["Nodes"]), ["items", "metadata"]);

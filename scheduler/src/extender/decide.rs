@@ -206,10 +206,7 @@ pub fn decide<'a>(view: &FleetView, req: &'a Request<'_>, power: &dyn PowerModel
             slot = (0..built.len()).map(Some).collect();
         }
     }
-    let requests = match req.pod.requests() {
-        Ok(r) => r,
-        Err(_) => return Decision::neutral(names, Some(FailOpen::DecisionFailed)),
-    };
+    let requests = req.requests;
     let workload = Workload {
         name: req.pod.key(),
         requests: Resources::new(requests.cpu, requests.memory, requests.gpu),

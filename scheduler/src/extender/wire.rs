@@ -44,6 +44,8 @@ pub enum Candidates<'a> {
 pub struct Request<'a> {
     /// The pod.
     pub pod: Pod,
+    /// The pod's effective requests (computed once, while decoding).
+    pub requests: PodRequests,
     /// The candidates.
     pub candidates: Candidates<'a>,
 }
@@ -89,7 +91,7 @@ impl<'a> Request<'a> {
         let args: ExtenderArgs =
             serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
         let pod = args.pod.ok_or(DecodeError::MissingPod)?;
-        pod.requests()?;
+        let requests = pod.requests()?;
         let candidates = match (args.nodes, args.node_names) {
             (Some(_), Some(_)) => return Err(DecodeError::BothCandidates),
             (None, None) => return Err(DecodeError::NoCandidates),
@@ -117,7 +119,11 @@ impl<'a> Request<'a> {
                 Candidates::Nodes(nodes)
             }
         };
-        Ok(Self { pod, candidates })
+        Ok(Self {
+            pod,
+            requests,
+            candidates,
+        })
     }
 }
 
