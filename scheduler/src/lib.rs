@@ -8,3 +8,4 @@ pub mod commands;
 pub mod config;
 pub mod extender;
 pub mod server;
+pub mod simulate;

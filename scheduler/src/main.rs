@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use scheduler::commands::{serve, telemetry};
+use scheduler::commands::{serve, simulate, telemetry};
 
 /// Energy- and carbon-aware placement for Kubernetes and Open Cluster Management.
 #[derive(Debug, Parser)]
@@ -27,6 +27,8 @@ enum Command {
     Telemetry(Box<telemetry::TelemetryArgs>),
     /// Run the kube-scheduler extender (filter/prioritize over HTTP).
     Serve(serve::ServeArgs),
+    /// Compare placement policies over a simulated week: energy, carbon, SLOs, latency.
+    Simulate(simulate::SimulateArgs),
 }
 
 #[tokio::main]
@@ -44,5 +46,6 @@ async fn main() -> Result<()> {
     match cli.command {
         Command::Telemetry(args) => telemetry::run(*args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Simulate(args) => tokio::task::block_in_place(|| simulate::run(args)),
     }
 }

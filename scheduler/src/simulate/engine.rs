@@ -1,0 +1,783 @@
+//! The time-stepped simulation of one policy: autoscaled services and batch jobs arrive
+//! and leave, pods are placed through the policy, empty nodes sleep, and every step's
+//! power, carbon and latency are accounted.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use chrono::{DateTime, Duration, Utc};
+use optimizer::power::CurvePowerModel;
+use optimizer::{CarbonOutlook, Resources, SolveOptions, Target, TargetKind, Workload, plan};
+
+use super::fleet::Fleet;
+use super::policy::Policy;
+use super::results::Counters;
+use super::trace::{Kind, TraceWorkload, secs, service_demand, service_replicas};
+
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// How the simulation runs (defaults: the documented default scenario).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// First instant simulated.
+    pub start: DateTime<Utc>,
+    /// Number of steps.
+    pub steps: usize,
+    /// Step length, seconds.
+    pub step_s: i64,
+    /// MILP batch rounds every this many steps (MILP policies).
+    pub batch_every_steps: usize,
+    /// MILP rebalancing every this many steps (MILP policies).
+    pub rebalance_every_steps: usize,
+    /// A node empty for this many steps is powered down.
+    pub power_down_after_steps: u32,
+    /// Nodes kept awake per cluster, however empty.
+    pub min_awake_per_cluster: usize,
+    /// Expected duration of a service pod, seconds (the extender's default, 1 h).
+    pub service_expected_s: f64,
+    /// Hours of carbon forecast given to the optimizer (perfect forecast).
+    pub forecast_hours: i64,
+    /// MILP limits.
+    pub milp: SolveOptions,
+    /// Keep per-step node figures (for tests and charts).
+    pub record_steps: bool,
+}
+
+impl Settings {
+    /// Defaults for a run of `days` from `start`.
+    pub fn new(start: DateTime<Utc>, days: f64) -> Self {
+        let step_s = 300;
+        Self {
+            start,
+            steps: ((days * 86_400.0) / step_s as f64).round().max(1.0) as usize,
+            step_s,
+            batch_every_steps: 3,
+            rebalance_every_steps: 12,
+            power_down_after_steps: 3,
+            min_awake_per_cluster: 1,
+            service_expected_s: 3600.0,
+            forecast_hours: 48,
+            milp: SolveOptions {
+                time_limit_s: 10.0,
+                ..SolveOptions::default()
+            },
+            record_steps: false,
+        }
+    }
+
+    /// End of the simulated period.
+    pub fn end(&self) -> DateTime<Utc> {
+        self.start + Duration::seconds(self.step_s * self.steps as i64)
+    }
+}
+
+/// One step's node figures (kept when [`Settings::record_steps`] is set).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    /// Start of the step.
+    pub at: DateTime<Utc>,
+    /// Platform power of each node over the step, watts (0 asleep).
+    pub node_watts: Vec<f64>,
+    /// CPU requested on each node, cores.
+    pub node_cpu_requested: Vec<f64>,
+    /// Memory requested on each node, GiB.
+    pub node_memory_requested_gib: Vec<f64>,
+    /// Carbon intensity of each cluster over the step, gCO2e/kWh.
+    pub cluster_intensity: Vec<f64>,
+}
+
+/// A running pod.
+#[derive(Debug, Clone)]
+struct Pod {
+    workload: usize,
+    node: usize,
+    requests: Resources,
+}
+
+#[derive(Debug, Clone, Default)]
+struct NodeRt {
+    on: bool,
+    empty_steps: u32,
+    requested: Resources,
+    pods: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ServiceRt {
+    active: bool,
+    done: bool,
+    running: Vec<u64>,
+    pending: u32,
+}
+
+#[derive(Debug, Clone, Default)]
+struct JobRt {
+    arrived: bool,
+    pending: u32,
+    left: u32,
+    settled: bool,
+}
+
+/// One policy's simulation state.
+pub struct Sim<'a> {
+    fleet: &'a Fleet,
+    trace: &'a [TraceWorkload],
+    settings: &'a Settings,
+    policy: Policy,
+    power: &'a CurvePowerModel,
+    nodes: Vec<NodeRt>,
+    pods: BTreeMap<u64, Pod>,
+    next_pod: u64,
+    services: Vec<ServiceRt>,
+    jobs: Vec<JobRt>,
+    queue: Vec<usize>,
+    ends: BTreeMap<usize, Vec<u64>>,
+    outlooks: Vec<CarbonOutlook>,
+    /// What was measured.
+    pub counters: Counters,
+    /// Per-step node figures, when recorded.
+    pub steps: Vec<StepRecord>,
+}
+
+impl<'a> Sim<'a> {
+    /// A fresh run: every node awake and empty, nothing submitted yet.
+    pub fn new(
+        fleet: &'a Fleet,
+        trace: &'a [TraceWorkload],
+        settings: &'a Settings,
+        policy: Policy,
+        power: &'a CurvePowerModel,
+    ) -> Self {
+        let nodes = vec![
+            NodeRt {
+                on: true,
+                ..NodeRt::default()
+            };
+            fleet.nodes.len()
+        ];
+        Self {
+            fleet,
+            trace,
+            settings,
+            policy,
+            power,
+            nodes,
+            pods: BTreeMap::new(),
+            next_pod: 0,
+            services: vec![ServiceRt::default(); trace.len()],
+            jobs: vec![JobRt::default(); trace.len()],
+            queue: Vec::new(),
+            ends: BTreeMap::new(),
+            outlooks: Vec::new(),
+            counters: Counters {
+                energy_j_by_cluster: vec![0.0; fleet.clusters.len()],
+                ..Counters::default()
+            },
+            steps: Vec::new(),
+        }
+    }
+
+    /// Runs every step.
+    pub fn run(mut self) -> Result<Self> {
+        for k in 0..self.settings.steps {
+            self.step(k)?;
+        }
+        self.settle_open_jobs();
+        Ok(self)
+    }
+
+    fn at(&self, k: usize) -> DateTime<Utc> {
+        self.settings.start + Duration::seconds(self.settings.step_s * k as i64)
+    }
+
+    fn step(&mut self, k: usize) -> Result<()> {
+        let t = self.at(k);
+        self.outlooks = self.carbon_outlooks(t)?;
+        self.finish_batch(k, t);
+        self.scale_services(t);
+        self.submit_batch(t);
+        self.place_services(t)?;
+        self.place_batch(k, t)?;
+        if self.policy.uses_milp() && k > 0 && k.is_multiple_of(self.settings.rebalance_every_steps)
+        {
+            self.rebalance(t)?;
+        }
+        self.power_down();
+        self.account(t)
+    }
+
+    /// Carbon outlook of each cluster at `t`: now and a perfect hourly forecast.
+    fn carbon_outlooks(&self, t: DateTime<Utc>) -> Result<Vec<CarbonOutlook>> {
+        let to = t + Duration::hours(self.settings.forecast_hours);
+        let mut out = Vec::with_capacity(self.fleet.clusters.len());
+        for c in &self.fleet.clusters {
+            let z = &c.carbon_zone;
+            let now = self.fleet.carbon.intensity_at(z, t)?;
+            let forecast = self
+                .fleet
+                .carbon
+                .forecast(z, t, to)
+                .map(|pts| pts.iter().map(|p| (p.start, p.g_per_kwh)).collect())
+                .unwrap_or_default();
+            out.push(CarbonOutlook {
+                now_g_per_kwh: now,
+                forecast,
+            });
+        }
+        Ok(out)
+    }
+
+    fn finish_batch(&mut self, k: usize, t: DateTime<Utc>) {
+        let Some(ended) = self.ends.remove(&k) else {
+            return;
+        };
+        for id in ended {
+            let Some(pod) = self.stop_pod(id) else {
+                continue;
+            };
+            let w = pod.workload;
+            let job = &mut self.jobs[w];
+            job.left = job.left.saturating_sub(1);
+            if job.left == 0 && !job.settled {
+                job.settled = true;
+                if self.trace[w].deadline.is_some_and(|d| t > d) {
+                    self.counters.batch_late += 1;
+                } else {
+                    self.counters.batch_on_time += 1;
+                }
+            }
+        }
+    }
+
+    fn scale_services(&mut self, t: DateTime<Utc>) {
+        for (i, w) in self.trace.iter().enumerate() {
+            if w.kind != Kind::Service || self.services[i].done || w.arrive > t {
+                continue;
+            }
+            if w.depart.is_some_and(|d| d <= t) {
+                let running = std::mem::take(&mut self.services[i].running);
+                for id in running {
+                    self.stop_pod(id);
+                }
+                self.services[i] = ServiceRt {
+                    done: true,
+                    ..ServiceRt::default()
+                };
+                continue;
+            }
+            self.services[i].active = true;
+            let want = service_replicas(w, t);
+            let s = &mut self.services[i];
+            let have = s.running.len() as u32 + s.pending;
+            if want >= have {
+                s.pending += want - have;
+                continue;
+            }
+            // Scale down: pending replicas first, then the newest running ones.
+            let mut surplus = have - want;
+            let from_pending = surplus.min(s.pending);
+            s.pending -= from_pending;
+            surplus -= from_pending;
+            let cut = s.running.len() - surplus as usize;
+            let removed: Vec<u64> = s.running.drain(cut..).collect();
+            for id in removed {
+                self.stop_pod(id);
+            }
+        }
+    }
+
+    fn submit_batch(&mut self, t: DateTime<Utc>) {
+        for (i, w) in self.trace.iter().enumerate() {
+            if w.kind == Kind::Batch && !self.jobs[i].arrived && w.arrive <= t {
+                self.jobs[i] = JobRt {
+                    arrived: true,
+                    pending: w.max_replicas,
+                    left: w.max_replicas,
+                    settled: false,
+                };
+                self.counters.batch_jobs += 1;
+                self.queue.push(i);
+            }
+        }
+    }
+
+    /// The optimizer workload for one pod of trace workload `w`.
+    fn workload(&self, w: usize) -> Workload {
+        let tw = &self.trace[w];
+        let mut out = Workload {
+            name: tw.name.clone(),
+            requests: Resources::new(tw.cpu, tw.memory_gib * GIB, 0.0),
+            replicas: 1,
+            ..Workload::default()
+        };
+        match tw.kind {
+            Kind::Service => {
+                out.expected_duration_s = self.settings.service_expected_s;
+                if let (Some(region), Some(slo)) = (&tw.region, tw.slo_ms) {
+                    out.latency_slo_ms.insert(region.clone(), slo);
+                }
+            }
+            Kind::Batch => out.expected_duration_s = tw.duration_s.unwrap_or(3600.0),
+        }
+        out
+    }
+
+    /// CPU cores pod `pod` uses at `t`.
+    fn pod_usage(&self, pod: &Pod, t: DateTime<Utc>) -> f64 {
+        let w = &self.trace[pod.workload];
+        match w.kind {
+            Kind::Batch => pod.requests.cpu * w.usage,
+            Kind::Service => {
+                let want = f64::from(service_replicas(w, t).max(1));
+                pod.requests.cpu * w.usage * (service_demand(w, t) / want).min(1.0)
+            }
+        }
+    }
+
+    fn used_cores(&self, t: DateTime<Utc>) -> Vec<f64> {
+        let mut used = vec![0.0; self.nodes.len()];
+        for p in self.pods.values() {
+            used[p.node] += self.pod_usage(p, t);
+        }
+        used
+    }
+
+    /// One optimizer target per node, as the extender would see it at `t`.
+    fn targets(&self, t: DateTime<Utc>) -> Vec<Target> {
+        let used = self.used_cores(t);
+        let regions = self.fleet.regions();
+        (0..self.nodes.len())
+            .map(|n| {
+                let node = &self.fleet.nodes[n];
+                let ty = self.fleet.node_type(n);
+                let rt = &self.nodes[n];
+                Target {
+                    name: node.name.clone(),
+                    kind: TargetKind::Node,
+                    capacity: Resources::new(ty.cores, ty.memory_gib * GIB, 0.0),
+                    allocated: rt.requested,
+                    idle_watts: ty.idle_watts(),
+                    max_watts: ty.max_watts(),
+                    utilisation: ty.utilisation(used[n]),
+                    powered_on: rt.on,
+                    node_type: ty.name.clone(),
+                    carbon: self.outlooks[node.cluster].clone(),
+                    labels: BTreeMap::new(),
+                    power_cap_watts: None,
+                    latency_ms: regions
+                        .iter()
+                        .filter_map(|r| Some((r.clone(), self.fleet.latency_ms(r, n)?)))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    fn start_pod(&mut self, w: usize, node: usize, t: DateTime<Utc>) -> u64 {
+        let tw = &self.trace[w];
+        let requests = Resources::new(tw.cpu, tw.memory_gib * GIB, 0.0);
+        let id = self.next_pod;
+        self.next_pod += 1;
+        let rt = &mut self.nodes[node];
+        if !rt.on {
+            rt.on = true;
+            self.counters.wakes += 1;
+        }
+        rt.requested.cpu += requests.cpu;
+        rt.requested.memory += requests.memory;
+        rt.pods += 1;
+        rt.empty_steps = 0;
+        self.pods.insert(
+            id,
+            Pod {
+                workload: w,
+                node,
+                requests,
+            },
+        );
+        self.counters.pods_started += 1;
+        if tw.kind == Kind::Batch {
+            let run = secs(tw.duration_s.unwrap_or(0.0)).num_seconds();
+            let steps = (run + self.settings.step_s - 1) / self.settings.step_s;
+            let k = ((t - self.settings.start).num_seconds() / self.settings.step_s) as usize;
+            self.ends
+                .entry(k + steps.max(1) as usize)
+                .or_default()
+                .push(id);
+        }
+        id
+    }
+
+    fn stop_pod(&mut self, id: u64) -> Option<Pod> {
+        let pod = self.pods.remove(&id)?;
+        let rt = &mut self.nodes[pod.node];
+        rt.requested.cpu = (rt.requested.cpu - pod.requests.cpu).max(0.0);
+        rt.requested.memory = (rt.requested.memory - pod.requests.memory).max(0.0);
+        rt.pods -= 1;
+        if rt.pods == 0 {
+            rt.requested = Resources::default();
+        }
+        Some(pod)
+    }
+
+    /// Places one pod of `w` through the policy's per-pod path; updates `targets`.
+    fn place_pod(
+        &mut self,
+        w: usize,
+        targets: &mut [Target],
+        t: DateTime<Utc>,
+    ) -> Result<Option<u64>> {
+        let workload = self.workload(w);
+        let Some(n) = self.policy.place_one(&workload, targets, t, self.power)? else {
+            return Ok(None);
+        };
+        let id = self.start_pod(w, n, t);
+        self.refresh_target(&mut targets[n], n, w);
+        Ok(Some(id))
+    }
+
+    /// Updates a target after a pod of trace workload `w` started on node `n`.
+    fn refresh_target(&self, target: &mut Target, n: usize, w: usize) {
+        let ty = self.fleet.node_type(n);
+        let added = self.trace[w].usage * self.trace[w].cpu;
+        target.allocated = self.nodes[n].requested;
+        target.powered_on = self.nodes[n].on;
+        target.utilisation = (target.utilisation + added / ty.cores).min(1.0);
+    }
+
+    fn place_services(&mut self, t: DateTime<Utc>) -> Result<()> {
+        let waiting: Vec<usize> = (0..self.trace.len())
+            .filter(|&i| self.services[i].pending > 0)
+            .collect();
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        let mut targets = self.targets(t);
+        for w in waiting {
+            while self.services[w].pending > 0 {
+                let Some(id) = self.place_pod(w, &mut targets, t)? else {
+                    break;
+                };
+                self.services[w].pending -= 1;
+                self.services[w].running.push(id);
+            }
+        }
+        Ok(())
+    }
+
+    fn place_batch(&mut self, k: usize, t: DateTime<Utc>) -> Result<()> {
+        self.queue.retain(|&j| self.jobs[j].pending > 0);
+        if self.queue.is_empty() {
+            return Ok(());
+        }
+        let round = self.settings.batch_every_steps.max(1);
+        let mut targets = self.targets(t);
+        if self.policy.uses_milp() {
+            if k.is_multiple_of(round) {
+                self.batch_round(&mut targets, t)?;
+            }
+            // Between rounds only jobs that cannot wait for the next round start now.
+            let next = t + Duration::seconds(self.settings.step_s * round as i64);
+            let urgent: Vec<usize> = self
+                .queue
+                .iter()
+                .copied()
+                .filter(|&j| {
+                    let w = &self.trace[j];
+                    let latest = w.deadline.map(|d| d - secs(w.duration_s.unwrap_or(0.0)));
+                    latest.is_some_and(|l| l <= next)
+                })
+                .collect();
+            self.place_jobs_per_pod(&urgent, &mut targets, t)?;
+        } else {
+            let all = self.queue.clone();
+            self.place_jobs_per_pod(&all, &mut targets, t)?;
+        }
+        self.queue.retain(|&j| self.jobs[j].pending > 0);
+        Ok(())
+    }
+
+    fn place_jobs_per_pod(
+        &mut self,
+        jobs: &[usize],
+        targets: &mut [Target],
+        t: DateTime<Utc>,
+    ) -> Result<()> {
+        for &j in jobs {
+            while self.jobs[j].pending > 0 {
+                if self.place_pod(j, targets, t)?.is_none() {
+                    break;
+                }
+                self.jobs[j].pending -= 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// A MILP round over the queued batch jobs; on failure the per-pod path places them.
+    fn batch_round(&mut self, targets: &mut [Target], t: DateTime<Utc>) -> Result<()> {
+        let Some(weights) = self.policy.weights() else {
+            return Ok(());
+        };
+        let jobs: Vec<usize> = self.queue.clone();
+        let workloads: Vec<Workload> = jobs
+            .iter()
+            .map(|&j| Workload {
+                replicas: self.jobs[j].pending,
+                ..self.workload(j)
+            })
+            .collect();
+        self.counters.milp_solves += 1;
+        match plan(
+            &workloads,
+            targets,
+            &weights,
+            t,
+            self.power,
+            &self.settings.milp,
+        ) {
+            Ok(p) => {
+                for (&j, w) in jobs.iter().zip(&workloads) {
+                    let Some(assigned) = p.assignments.get(&w.name) else {
+                        continue;
+                    };
+                    for (node, &count) in assigned {
+                        let Some(n) = targets.iter().position(|x| &x.name == node) else {
+                            continue;
+                        };
+                        for _ in 0..count {
+                            self.start_pod(j, n, t);
+                            self.jobs[j].pending -= 1;
+                            self.refresh_target(&mut targets[n], n, j);
+                        }
+                    }
+                }
+            }
+            Err(_) => {
+                self.counters.milp_failures += 1;
+                self.place_jobs_per_pod(&jobs, targets, t)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-plans every running service pod with the MILP (migration cost included). Nodes
+    /// with no batch pod are offered asleep: the plan pays the idle power of each node it
+    /// keeps, so it can empty nodes for power-down when that is worth the moves.
+    fn rebalance(&mut self, t: DateTime<Utc>) -> Result<()> {
+        let Some(weights) = self.policy.weights() else {
+            return Ok(());
+        };
+        let mut targets = self.targets(t);
+        let mut batch_used = vec![0.0; self.nodes.len()];
+        let mut batch_req = vec![Resources::default(); self.nodes.len()];
+        for p in self.pods.values() {
+            if self.trace[p.workload].kind == Kind::Batch {
+                batch_used[p.node] += self.pod_usage(p, t);
+                batch_req[p.node].cpu += p.requests.cpu;
+                batch_req[p.node].memory += p.requests.memory;
+            }
+        }
+        for (n, target) in targets.iter_mut().enumerate() {
+            let ty = self.fleet.node_type(n);
+            target.allocated = batch_req[n];
+            target.utilisation = ty.utilisation(batch_used[n]);
+            target.powered_on = batch_req[n].cpu > 0.0 || batch_req[n].memory > 0.0;
+        }
+        let mut services = Vec::new();
+        let mut workloads = Vec::new();
+        for (i, s) in self.services.iter().enumerate() {
+            if s.running.is_empty() {
+                continue;
+            }
+            let mut current: BTreeMap<String, u32> = BTreeMap::new();
+            for id in &s.running {
+                if let Some(p) = self.pods.get(id) {
+                    *current
+                        .entry(self.fleet.nodes[p.node].name.clone())
+                        .or_default() += 1;
+                }
+            }
+            services.push(i);
+            workloads.push(Workload {
+                replicas: s.running.len() as u32,
+                current,
+                ..self.workload(i)
+            });
+        }
+        if workloads.is_empty() {
+            return Ok(());
+        }
+        self.counters.milp_solves += 1;
+        let p = match plan(
+            &workloads,
+            &targets,
+            &weights,
+            t,
+            self.power,
+            &self.settings.milp,
+        ) {
+            Ok(p) => p,
+            Err(_) => {
+                self.counters.milp_failures += 1;
+                return Ok(());
+            }
+        };
+        let index: BTreeMap<&str, usize> = self
+            .fleet
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect();
+        // Stop what leaves a node first, then start what arrives: capacity holds.
+        let mut starts = Vec::new();
+        for (&s, w) in services.iter().zip(&workloads) {
+            let want = p.assignments.get(&w.name).cloned().unwrap_or_default();
+            for (node, &have) in &w.current {
+                let keep = want.get(node).copied().unwrap_or(0);
+                if keep >= have {
+                    continue;
+                }
+                let Some(&n) = index.get(node.as_str()) else {
+                    continue;
+                };
+                let mut surplus = have - keep;
+                let ids: Vec<u64> = self.services[s].running.iter().rev().copied().collect();
+                for id in ids {
+                    if surplus == 0 {
+                        break;
+                    }
+                    if self.pods.get(&id).is_some_and(|p| p.node == n) {
+                        self.stop_pod(id);
+                        self.services[s].running.retain(|x| *x != id);
+                        surplus -= 1;
+                    }
+                }
+            }
+            for (node, &count) in &want {
+                let have = w.current.get(node).copied().unwrap_or(0);
+                if let (true, Some(&n)) = (count > have, index.get(node.as_str())) {
+                    starts.push((s, n, count - have));
+                }
+            }
+        }
+        for (s, n, count) in starts {
+            for _ in 0..count {
+                let id = self.start_pod(s, n, t);
+                self.services[s].running.push(id);
+                self.counters.migrations += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn power_down(&mut self) {
+        let mut awake = vec![0usize; self.fleet.clusters.len()];
+        for (n, rt) in self.nodes.iter().enumerate() {
+            if rt.on {
+                awake[self.fleet.nodes[n].cluster] += 1;
+            }
+        }
+        for (n, rt) in self.nodes.iter_mut().enumerate() {
+            if rt.pods > 0 {
+                rt.empty_steps = 0;
+                continue;
+            }
+            rt.empty_steps += 1;
+            let c = self.fleet.nodes[n].cluster;
+            if rt.on
+                && rt.empty_steps >= self.settings.power_down_after_steps
+                && awake[c] > self.settings.min_awake_per_cluster
+            {
+                rt.on = false;
+                awake[c] -= 1;
+                self.counters.power_downs += 1;
+            }
+        }
+    }
+
+    /// Power, energy and carbon over `[t, t + step)` (usage at mid-step), latency and
+    /// SLOs of every wanted service replica.
+    fn account(&mut self, t: DateTime<Utc>) -> Result<()> {
+        let dt = self.settings.step_s as f64;
+        let mid = t + Duration::seconds(self.settings.step_s / 2);
+        let used = self.used_cores(mid);
+        let mut intensity = Vec::with_capacity(self.fleet.clusters.len());
+        for c in &self.fleet.clusters {
+            intensity.push(self.fleet.carbon.intensity_at(&c.carbon_zone, mid)?);
+        }
+        let mut watts = vec![0.0; self.nodes.len()];
+        for (n, rt) in self.nodes.iter().enumerate() {
+            let ty = self.fleet.node_type(n);
+            let ratio =
+                (rt.requested.cpu / ty.cores).max(rt.requested.memory / (ty.memory_gib * GIB));
+            self.counters.max_request_ratio = self.counters.max_request_ratio.max(ratio);
+            if !rt.on {
+                continue;
+            }
+            let w = ty.watts(used[n]);
+            watts[n] = w;
+            let c = self.fleet.nodes[n].cluster;
+            let joules = w * dt;
+            self.counters.energy_j += joules;
+            self.counters.energy_j_by_cluster[c] += joules;
+            self.counters.carbon_g +=
+                joules / kepler_client::accounting::JOULES_PER_KWH * intensity[c];
+            self.counters.node_steps_on += 1;
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            if !s.active || s.done {
+                continue;
+            }
+            let w = &self.trace[i];
+            self.counters.replica_steps_wanted += s.running.len() as u64 + u64::from(s.pending);
+            self.counters.replica_steps_pending += u64::from(s.pending);
+            let region = w.region.as_deref().unwrap_or_default();
+            for id in &s.running {
+                let Some(p) = self.pods.get(id) else { continue };
+                let ms = self.fleet.latency_ms(region, p.node).unwrap_or(0.0);
+                *self
+                    .counters
+                    .latency_us
+                    .entry((ms * 1000.0).round() as i64)
+                    .or_default() += 1;
+                if w.slo_ms.is_some_and(|slo| ms > slo) {
+                    self.counters.replica_steps_over_slo += 1;
+                } else {
+                    self.counters.replica_steps_ok += 1;
+                }
+            }
+        }
+        if self.settings.record_steps {
+            self.steps.push(StepRecord {
+                at: t,
+                node_watts: watts,
+                node_cpu_requested: self.nodes.iter().map(|r| r.requested.cpu).collect(),
+                node_memory_requested_gib: self
+                    .nodes
+                    .iter()
+                    .map(|r| r.requested.memory / GIB)
+                    .collect(),
+                cluster_intensity: intensity,
+            });
+        }
+        Ok(())
+    }
+
+    /// At the end: unfinished jobs whose deadline passed are late, the others open.
+    fn settle_open_jobs(&mut self) {
+        let end = self.settings.end();
+        for (i, job) in self.jobs.iter_mut().enumerate() {
+            if !job.arrived || job.settled {
+                continue;
+            }
+            job.settled = true;
+            if self.trace[i].deadline.is_some_and(|d| d <= end) {
+                self.counters.batch_late += 1;
+            } else {
+                self.counters.batch_open += 1;
+            }
+        }
+    }
+}

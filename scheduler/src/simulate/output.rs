@@ -1,0 +1,285 @@
+//! The simulation report as a terminal table, Markdown, CSV and JSON.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::policy::Policy;
+use super::{PolicyResult, Report};
+
+/// What every reported figure means (printed under the table and in report.md).
+pub const LEGEND: &[(&str, &str)] = &[
+    (
+        "energy kWh",
+        "fleet energy over the whole period: the platform power of every awake node (idle + load, PEAKS curve of its type) × time, summed; asleep nodes draw 0 W; PUE 1",
+    ),
+    (
+        "carbon kgCO2e",
+        "each node's energy in each 5-min step × its cluster's grid intensity in that step (real 2020 hourly data), summed",
+    ),
+    (
+        "g/kWh",
+        "carbon ÷ energy: the grid intensity the policy's energy was drawn at",
+    ),
+    (
+        "SLO viol.",
+        "service replica-steps (one replica for 5 min) served from beyond the latency SLO or not running for lack of a node, plus batch jobs that missed their deadline",
+    ),
+    (
+        "p50/p95 ms",
+        "round-trip latency from a service's users to the cluster of each running replica, over all replica-steps",
+    ),
+    (
+        "migrations",
+        "running pods moved to another node by rebalancing",
+    ),
+    (
+        "node-h",
+        "hours of awake nodes, summed over nodes (24 nodes always on for a week = 4032)",
+    ),
+    (
+        "vs default",
+        "saving compared with the `default` policy on the same trace (positive = less)",
+    ),
+];
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".to_string(), |p| format!("{p:+.1} %"))
+}
+
+fn rows(report: &Report) -> impl Iterator<Item = (&str, &PolicyResult)> {
+    report
+        .order
+        .iter()
+        .filter_map(|n| report.policies.get(n).map(|r| (n.as_str(), r)))
+}
+
+/// The terminal report: scenario, one line per policy, and the legend.
+pub fn table(report: &Report) -> String {
+    let s = &report.scenario;
+    let mut out = String::new();
+    let days = (s.end - s.start).num_seconds() as f64 / 86_400.0;
+    let _ = writeln!(
+        out,
+        "ecoplace simulate: {days:.1} days from {} to {}, {}-min steps, seed {}",
+        s.start.format("%Y-%m-%d %H:%M UTC"),
+        s.end.format("%Y-%m-%d %H:%M UTC"),
+        s.step_s / 60,
+        s.seed
+    );
+    let _ = writeln!(
+        out,
+        "fleet: {}: {} nodes, {} cores; trace: {}: {} services, {} batch jobs",
+        s.fleet, s.nodes, s.cores, s.trace, s.services, s.batch_jobs
+    );
+    for c in &s.clusters {
+        let _ = writeln!(
+            out,
+            "  cluster {:<6} zone {:<4} {:>3} nodes {:>5} cores, grid {:>6.1} gCO2e/kWh on average over the period",
+            c.name, c.zone, c.nodes, c.cores, c.mean_g_per_kwh
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<9} {:>10} {:>10} {:>13} {:>10} {:>7} {:>9} {:>6} {:>6} {:>10} {:>8}",
+        "policy",
+        "energy kWh",
+        "vs default",
+        "carbon kgCO2e",
+        "vs default",
+        "g/kWh",
+        "SLO viol.",
+        "p50 ms",
+        "p95 ms",
+        "migrations",
+        "node-h"
+    );
+    for (name, r) in rows(report) {
+        let _ = writeln!(
+            out,
+            "{:<9} {:>10.1} {:>10} {:>13.1} {:>10} {:>7.1} {:>9} {:>6.1} {:>6.1} {:>10} {:>8.1}",
+            name,
+            r.energy_kwh,
+            pct(r.energy_saving_pct),
+            r.carbon_kg,
+            pct(r.carbon_saving_pct),
+            r.mean_intensity_g_per_kwh,
+            r.slo_violations,
+            r.p50_latency_ms,
+            r.p95_latency_ms,
+            r.migrations,
+            r.active_node_hours
+        );
+    }
+    let _ = writeln!(out);
+    for (k, v) in LEGEND {
+        let _ = writeln!(out, "  {k:<14} {v}");
+    }
+    out
+}
+
+/// The Markdown report.
+pub fn markdown(report: &Report, command: &str) -> String {
+    let s = &report.scenario;
+    let mut out = String::new();
+    let _ = writeln!(out, "# ecoplace simulate\n");
+    let _ = writeln!(out, "Command: `{command}`\n");
+    let _ = writeln!(
+        out,
+        "- Period: {} to {} ({}-minute steps), seed {}",
+        s.start.to_rfc3339(),
+        s.end.to_rfc3339(),
+        s.step_s / 60,
+        s.seed
+    );
+    let _ = writeln!(
+        out,
+        "- Fleet: {}: {} nodes, {} cores",
+        s.fleet, s.nodes, s.cores
+    );
+    let _ = writeln!(
+        out,
+        "- Trace: {}: {} services, {} batch jobs",
+        s.trace, s.services, s.batch_jobs
+    );
+    let _ = writeln!(out, "- Decisions priced with: {}\n", s.power_model);
+    let _ = writeln!(
+        out,
+        "| cluster | zone | nodes | cores | mean grid gCO2e/kWh |"
+    );
+    let _ = writeln!(out, "|---|---|---:|---:|---:|");
+    for c in &s.clusters {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {:.1} |",
+            c.name, c.zone, c.nodes, c.cores, c.mean_g_per_kwh
+        );
+    }
+    let _ = writeln!(out, "\n## Results\n");
+    let _ = writeln!(
+        out,
+        "| policy | energy kWh | vs default | carbon kgCO2e | vs default | gCO2e/kWh | SLO violations | p50 ms | p95 ms | migrations | node-hours |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for (name, r) in rows(report) {
+        let _ = writeln!(
+            out,
+            "| {name} | {:.1} | {} | {:.1} | {} | {:.1} | {} | {:.1} | {:.1} | {} | {:.1} |",
+            r.energy_kwh,
+            pct(r.energy_saving_pct),
+            r.carbon_kg,
+            pct(r.carbon_saving_pct),
+            r.mean_intensity_g_per_kwh,
+            r.slo_violations,
+            r.p50_latency_ms,
+            r.p95_latency_ms,
+            r.migrations,
+            r.active_node_hours
+        );
+    }
+    let _ = writeln!(out, "\n### Details\n");
+    let _ = writeln!(
+        out,
+        "| policy | replica-steps wanted | over SLO | pending | batch jobs | deadline misses | pods started | wakes | power-downs | MILP solves (failed) | max request ratio |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for (name, r) in rows(report) {
+        let _ = writeln!(
+            out,
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {:.3} |",
+            r.replica_steps_wanted,
+            r.replica_steps_over_slo,
+            r.replica_steps_pending,
+            r.batch_jobs,
+            r.batch_deadline_misses,
+            r.pods_started,
+            r.node_wakes,
+            r.node_power_downs,
+            r.milp_solves,
+            r.milp_failures,
+            r.max_request_ratio
+        );
+    }
+    let _ = writeln!(out, "\n## Policies\n");
+    for name in &report.order {
+        if let Some(p) = Policy::ALL.iter().find(|p| p.name() == name) {
+            let _ = writeln!(out, "- `{name}`: {}", p.describe());
+        }
+    }
+    let _ = writeln!(out, "\n## What the figures mean\n");
+    for (k, v) in LEGEND {
+        let _ = writeln!(out, "- **{k}**: {v}");
+    }
+    out
+}
+
+/// One CSV row: a policy's scalar figures.
+#[derive(Debug, Serialize)]
+struct CsvRow<'a> {
+    policy: &'a str,
+    energy_kwh: f64,
+    carbon_kg: f64,
+    slo_violations: u64,
+    p50_latency_ms: f64,
+    p95_latency_ms: f64,
+    migrations: u64,
+    active_node_hours: f64,
+    energy_saving_pct: Option<f64>,
+    carbon_saving_pct: Option<f64>,
+    mean_intensity_g_per_kwh: f64,
+    replica_steps_over_slo: u64,
+    replica_steps_pending: u64,
+    batch_deadline_misses: u64,
+}
+
+/// The CSV report: one row per policy.
+pub fn csv(report: &Report) -> Result<String> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for (name, r) in rows(report) {
+        w.serialize(CsvRow {
+            policy: name,
+            energy_kwh: r.energy_kwh,
+            carbon_kg: r.carbon_kg,
+            slo_violations: r.slo_violations,
+            p50_latency_ms: r.p50_latency_ms,
+            p95_latency_ms: r.p95_latency_ms,
+            migrations: r.migrations,
+            active_node_hours: r.active_node_hours,
+            energy_saving_pct: r.energy_saving_pct,
+            carbon_saving_pct: r.carbon_saving_pct,
+            mean_intensity_g_per_kwh: r.mean_intensity_g_per_kwh,
+            replica_steps_over_slo: r.replica_steps_over_slo,
+            replica_steps_pending: r.replica_steps_pending,
+            batch_deadline_misses: r.batch_deadline_misses,
+        })?;
+    }
+    let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?;
+    Ok(String::from_utf8(bytes)?)
+}
+
+/// The JSON report (`policies.<name>.energy_kwh`, ... are stable keys).
+pub fn json(report: &Report) -> Result<String> {
+    Ok(serde_json::to_string_pretty(report)? + "\n")
+}
+
+/// Writes report.md, results.csv and results.json into `dir` (created if missing).
+pub fn write_all(report: &Report, dir: &Path, command: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))
+    };
+    write("report.md", markdown(report, command))?;
+    write("results.csv", csv(report)?)?;
+    write("results.json", json(report)?)?;
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! What one simulated policy run measured, and the figures reported for it.
+
+use std::collections::BTreeMap;
+
+use kepler_client::accounting::JOULES_PER_KWH;
+use serde::Serialize;
+
+/// Raw counters accumulated step by step during one policy run.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    /// Fleet energy, joules (awake nodes' platform power × step length).
+    pub energy_j: f64,
+    /// Emissions, gCO2e (each step's energy × its cluster's intensity).
+    pub carbon_g: f64,
+    /// Energy per cluster, joules.
+    pub energy_j_by_cluster: Vec<f64>,
+    /// Node-steps with the node awake.
+    pub node_steps_on: u64,
+    /// Latency of every running service replica-step, by latency in µs.
+    pub latency_us: BTreeMap<i64, u64>,
+    /// Service replica-steps wanted by the services' autoscalers.
+    pub replica_steps_wanted: u64,
+    /// Replica-steps running within the SLO.
+    pub replica_steps_ok: u64,
+    /// Replica-steps running beyond the SLO.
+    pub replica_steps_over_slo: u64,
+    /// Replica-steps wanted but not running (no node could take the pod).
+    pub replica_steps_pending: u64,
+    /// Batch jobs submitted.
+    pub batch_jobs: u64,
+    /// Batch jobs finished by their deadline.
+    pub batch_on_time: u64,
+    /// Batch jobs finished after their deadline, or unfinished with the deadline passed.
+    pub batch_late: u64,
+    /// Batch jobs unfinished at the end with their deadline still ahead.
+    pub batch_open: u64,
+    /// Pods moved by rebalancing.
+    pub migrations: u64,
+    /// Sleeping nodes woken to take a pod.
+    pub wakes: u64,
+    /// Empty nodes powered down.
+    pub power_downs: u64,
+    /// Pods started (arrivals, scale-ups, migrations).
+    pub pods_started: u64,
+    /// MILP solves (batch rounds and rebalancing).
+    pub milp_solves: u64,
+    /// MILP solves that returned no plan (the per-pod path placed the pods instead).
+    pub milp_failures: u64,
+    /// Highest requested/allocatable ratio of any node at any step (CPU or memory).
+    pub max_request_ratio: f64,
+}
+
+/// The reported figures of one policy (stable JSON keys: other tools read them).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicyResult {
+    /// Fleet energy over the period, kWh (IT power, PUE 1).
+    pub energy_kwh: f64,
+    /// Emissions over the period, kgCO2e.
+    pub carbon_kg: f64,
+    /// Service replica-steps beyond the SLO or not running, plus batch deadline misses.
+    pub slo_violations: u64,
+    /// Median user latency over running service replica-steps, ms.
+    pub p50_latency_ms: f64,
+    /// 95th percentile of the same, ms.
+    pub p95_latency_ms: f64,
+    /// Pods moved to another node by rebalancing.
+    pub migrations: u64,
+    /// Hours of awake nodes, summed over nodes.
+    pub active_node_hours: f64,
+    /// Energy saved compared with `default`, percent (absent when default did not run).
+    pub energy_saving_pct: Option<f64>,
+    /// Carbon saved compared with `default`, percent.
+    pub carbon_saving_pct: Option<f64>,
+    /// Emissions per kWh used, gCO2e/kWh.
+    pub mean_intensity_g_per_kwh: f64,
+    /// Energy per cluster, kWh.
+    pub energy_kwh_by_cluster: BTreeMap<String, f64>,
+    /// Service replica-steps beyond the SLO.
+    pub replica_steps_over_slo: u64,
+    /// Service replica-steps wanted but not running.
+    pub replica_steps_pending: u64,
+    /// Service replica-steps wanted.
+    pub replica_steps_wanted: u64,
+    /// Batch jobs that missed their deadline.
+    pub batch_deadline_misses: u64,
+    /// Batch jobs submitted.
+    pub batch_jobs: u64,
+    /// Nodes woken to take pods.
+    pub node_wakes: u64,
+    /// Empty nodes powered down.
+    pub node_power_downs: u64,
+    /// Pods started.
+    pub pods_started: u64,
+    /// MILP solves.
+    pub milp_solves: u64,
+    /// MILP solves without a plan (per-pod path used).
+    pub milp_failures: u64,
+    /// Highest requested/allocatable ratio seen on any node (≤ 1: never over capacity).
+    pub max_request_ratio: f64,
+}
+
+impl PolicyResult {
+    /// Turns counters into reported figures; `cluster_names` label the per-cluster energy.
+    pub fn from_counters(c: &Counters, cluster_names: &[String], step_hours: f64) -> Self {
+        let energy_kwh = c.energy_j / JOULES_PER_KWH;
+        Self {
+            energy_kwh: round(energy_kwh, 3),
+            carbon_kg: round(c.carbon_g / 1000.0, 3),
+            slo_violations: c.replica_steps_over_slo + c.replica_steps_pending + c.batch_late,
+            p50_latency_ms: percentile_ms(&c.latency_us, 0.50),
+            p95_latency_ms: percentile_ms(&c.latency_us, 0.95),
+            migrations: c.migrations,
+            active_node_hours: round(c.node_steps_on as f64 * step_hours, 3),
+            energy_saving_pct: None,
+            carbon_saving_pct: None,
+            mean_intensity_g_per_kwh: if energy_kwh > 0.0 {
+                round(c.carbon_g / energy_kwh, 1)
+            } else {
+                0.0
+            },
+            energy_kwh_by_cluster: cluster_names
+                .iter()
+                .zip(&c.energy_j_by_cluster)
+                .map(|(n, j)| (n.clone(), round(j / JOULES_PER_KWH, 3)))
+                .collect(),
+            replica_steps_over_slo: c.replica_steps_over_slo,
+            replica_steps_pending: c.replica_steps_pending,
+            replica_steps_wanted: c.replica_steps_wanted,
+            batch_deadline_misses: c.batch_late,
+            batch_jobs: c.batch_jobs,
+            node_wakes: c.wakes,
+            node_power_downs: c.power_downs,
+            pods_started: c.pods_started,
+            milp_solves: c.milp_solves,
+            milp_failures: c.milp_failures,
+            max_request_ratio: round(c.max_request_ratio, 4),
+        }
+    }
+
+    /// Fills the savings against the `default` policy's figures.
+    pub fn set_savings(&mut self, default: &PolicyResult) {
+        let pct = |base: f64, v: f64| (base > 0.0).then(|| round(100.0 * (base - v) / base, 2));
+        self.energy_saving_pct = pct(default.energy_kwh, self.energy_kwh);
+        self.carbon_saving_pct = pct(default.carbon_kg, self.carbon_kg);
+    }
+}
+
+/// Nearest-rank percentile of a latency histogram, ms (0 when empty).
+pub fn percentile_ms(hist: &BTreeMap<i64, u64>, q: f64) -> f64 {
+    let n: u64 = hist.values().sum();
+    if n == 0 {
+        return 0.0;
+    }
+    let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+    let mut seen = 0;
+    for (&us, &count) in hist {
+        seen += count;
+        if seen >= rank {
+            return us as f64 / 1000.0;
+        }
+    }
+    0.0
+}
+
+/// Rounds to `digits` decimals (keeps JSON stable and readable).
+pub fn round(v: f64, digits: i32) -> f64 {
+    let k = 10f64.powi(digits);
+    (v * k).round() / k
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn percentiles_use_the_nearest_rank() {
+        let h = BTreeMap::from([(5_000, 90), (13_000, 9), (22_000, 1)]);
+        assert_eq!(percentile_ms(&h, 0.5), 5.0);
+        assert_eq!(percentile_ms(&h, 0.95), 13.0);
+        assert_eq!(percentile_ms(&h, 1.0), 22.0);
+        assert_eq!(percentile_ms(&BTreeMap::new(), 0.5), 0.0);
+    }
+}

@@ -1,0 +1,265 @@
+//! Simulator invariants on a short generated scenario, and the `ecoplace simulate` CLI.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use chrono::{Duration, TimeZone, Utc};
+use kepler_client::accounting::JOULES_PER_KWH;
+use scheduler::simulate::trace::{self, Kind};
+use scheduler::simulate::{Fleet, GeneratorConfig, Policy, PolicyRun, Scenario, Settings};
+
+fn scenario(seed: u64, days: f64) -> Scenario {
+    let start = Utc.with_ymd_and_hms(2020, 3, 2, 0, 0, 0).unwrap();
+    let fleet = Fleet::embedded(seed).expect("embedded fleet");
+    let trace = trace::generate(&GeneratorConfig::default(), seed, start, days);
+    let mut settings = Settings::new(start, days);
+    settings.record_steps = true;
+    Scenario {
+        fleet,
+        trace,
+        trace_origin: "test".into(),
+        seed,
+        settings,
+        policies: Policy::ALL.to_vec(),
+    }
+}
+
+fn run(s: &Scenario) -> (scheduler::simulate::Report, Vec<PolicyRun>) {
+    scheduler::simulate::simulate(s).expect("simulation runs")
+}
+
+#[test]
+fn invariants_hold_for_every_policy() {
+    let s = scenario(7, 0.5);
+    let (report, runs) = run(&s);
+    let step_s = s.settings.step_s as f64;
+    assert_eq!(runs.len(), 5);
+    for r in &runs {
+        let name = r.policy.name();
+        let c = &r.counters;
+        assert_eq!(r.steps.len(), s.settings.steps, "{name}");
+
+        // No step over capacity, on any node, CPU or memory.
+        for step in &r.steps {
+            for (n, node) in s.fleet.nodes.iter().enumerate() {
+                let ty = &s.fleet.node_types[node.node_type];
+                assert!(
+                    step.node_cpu_requested[n] <= ty.cores + 1e-9,
+                    "{name} {}",
+                    step.at
+                );
+                assert!(
+                    step.node_memory_requested_gib[n] <= ty.memory_gib + 1e-9,
+                    "{name}"
+                );
+                // Asleep nodes draw nothing; awake nodes at least their idle power.
+                let w = step.node_watts[n];
+                assert!(w == 0.0 || w >= ty.idle_watts() - 1e-9, "{name}: {w} W");
+                if step.node_cpu_requested[n] > 0.0 {
+                    assert!(w > 0.0, "{name}: a node with pods is awake");
+                }
+            }
+        }
+        assert!(c.max_request_ratio <= 1.0 + 1e-9, "{name}");
+
+        // Energy is the integral of fleet power over time: exactly the step sum, and the
+        // kepler-client integrator over the piecewise-constant power agrees.
+        let fleet_watts: Vec<f64> = r.steps.iter().map(|x| x.node_watts.iter().sum()).collect();
+        let sum_j: f64 = fleet_watts.iter().map(|w| w * step_s).sum();
+        assert!((sum_j - c.energy_j).abs() <= 1e-6 * c.energy_j, "{name}");
+        let start = s.settings.start;
+        let simpson = kepler_client::simulated::integrate(start, s.settings.end(), 1, |t, out| {
+            let k = ((t - start).num_milliseconds() as f64 / 1000.0 / step_s) as usize;
+            out[0] = fleet_watts[k.min(fleet_watts.len() - 1)];
+        })[0];
+        assert!(
+            (simpson - c.energy_j).abs() <= 0.005 * c.energy_j,
+            "{name}: {simpson} vs {}",
+            c.energy_j
+        );
+        let carbon: f64 = r
+            .steps
+            .iter()
+            .map(|x| {
+                x.node_watts
+                    .iter()
+                    .zip(&s.fleet.nodes)
+                    .map(|(w, n)| w * step_s / JOULES_PER_KWH * x.cluster_intensity[n.cluster])
+                    .sum::<f64>()
+            })
+            .sum();
+        assert!((carbon - c.carbon_g).abs() <= 1e-6 * c.carbon_g, "{name}");
+        let kwh = report.policies[name].energy_kwh;
+        assert!((kwh - c.energy_j / JOULES_PER_KWH).abs() < 1e-3, "{name}");
+
+        // Every SLO is counted: every wanted replica-step is ok, over SLO or pending, and
+        // the wanted ones are what the trace's autoscaling asks for.
+        assert_eq!(
+            c.replica_steps_wanted,
+            c.replica_steps_ok + c.replica_steps_over_slo + c.replica_steps_pending,
+            "{name}"
+        );
+        let mut wanted = 0u64;
+        for k in 0..s.settings.steps {
+            let t = start + Duration::seconds(s.settings.step_s * k as i64);
+            for w in s.trace.iter().filter(|w| w.kind == Kind::Service) {
+                if w.arrive <= t && w.depart.is_none_or(|d| t < d) {
+                    wanted += u64::from(trace::service_replicas(w, t));
+                }
+            }
+        }
+        assert_eq!(c.replica_steps_wanted, wanted, "{name}");
+        let latency_samples: u64 = c.latency_us.values().sum();
+        assert_eq!(
+            latency_samples,
+            c.replica_steps_ok + c.replica_steps_over_slo,
+            "{name}"
+        );
+        // Jobs are submitted at the first step starting at or after their arrival.
+        let last_step = s.settings.end() - Duration::seconds(s.settings.step_s);
+        let jobs = s
+            .trace
+            .iter()
+            .filter(|w| w.kind == Kind::Batch && w.arrive <= last_step)
+            .count() as u64;
+        assert_eq!(c.batch_jobs, jobs, "{name}");
+        assert_eq!(
+            c.batch_jobs,
+            c.batch_on_time + c.batch_late + c.batch_open,
+            "{name}"
+        );
+        let r = &report.policies[name];
+        assert_eq!(
+            r.slo_violations,
+            c.replica_steps_over_slo + c.replica_steps_pending + c.batch_late,
+            "{name}"
+        );
+    }
+    // Only the MILP policies move pods.
+    for r in &runs {
+        if !r.policy.uses_milp() {
+            assert_eq!(r.counters.migrations, 0, "{}", r.policy.name());
+        }
+    }
+}
+
+#[test]
+fn same_seed_gives_identical_output_and_another_seed_differs() {
+    let json = |seed| {
+        let (report, _) = run(&scenario(seed, 0.25));
+        scheduler::simulate::output::json(&report).expect("json")
+    };
+    let a = json(3);
+    assert_eq!(a, json(3));
+    assert_ne!(a, json(4));
+    let v: serde_json::Value = serde_json::from_str(&a).expect("valid json");
+    for p in ["default", "peaks", "energy", "carbon", "balanced"] {
+        for key in [
+            "energy_kwh",
+            "carbon_kg",
+            "slo_violations",
+            "p95_latency_ms",
+            "migrations",
+        ] {
+            assert!(v["policies"][p][key].is_number(), "policies.{p}.{key}");
+        }
+    }
+}
+
+#[test]
+fn cli_runs_a_short_simulation_and_writes_the_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ecoplace"))
+        .args([
+            "simulate",
+            "--days",
+            "0.25",
+            "--seed",
+            "5",
+            "--policies",
+            "default,balanced",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("ecoplace runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "energy kWh",
+        "carbon kgCO2e",
+        "default",
+        "balanced",
+        "SLO viol.",
+        "cluster de",
+    ] {
+        assert!(stdout.contains(needle), "missing `{needle}` in:\n{stdout}");
+    }
+    let json = std::fs::read_to_string(dir.path().join("results.json")).expect("results.json");
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert!(v["policies"]["balanced"]["carbon_kg"].is_number());
+    let csv = std::fs::read_to_string(dir.path().join("results.csv")).expect("results.csv");
+    assert!(
+        csv.starts_with("policy,energy_kwh,carbon_kg,slo_violations"),
+        "{csv}"
+    );
+    assert!(dir.path().join("report.md").exists());
+
+    // The written trace replays to the same figures.
+    let again = tempfile::tempdir().expect("tempdir");
+    let out2 = std::process::Command::new(env!("CARGO_BIN_EXE_ecoplace"))
+        .args([
+            "simulate",
+            "--days",
+            "0.25",
+            "--seed",
+            "5",
+            "--policies",
+            "default,balanced",
+            "--trace",
+        ])
+        .arg(dir.path().join("trace.csv"))
+        .arg("--out")
+        .arg(again.path())
+        .output()
+        .expect("ecoplace runs");
+    assert!(
+        out2.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out2.stderr)
+    );
+    let replay: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(again.path().join("results.json")).expect("results.json"),
+    )
+    .expect("json");
+    assert_eq!(replay["policies"], v["policies"]);
+
+    // Bad input is a clear error, not a panic.
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_ecoplace"))
+        .args(["simulate", "--policies", "default,greenest"])
+        .output()
+        .expect("ecoplace runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("greenest"));
+}
+
+#[test]
+fn fleet_file_drives_the_simulation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = dir.path().join("fleet.yaml");
+    std::fs::write(
+        &p,
+        "nodeTypes:\n- {name: small, cores: 16, memoryGib: 64, idleWatts: 80, maxWatts: 250}\n- {name: big, cores: 64, memoryGib: 256, idleWatts: 150, maxWatts: 500, curvature: 1.2}\nclusters:\n- {name: north, carbonGPerKwh: 30, nodes: {small: 4, big: 2}}\n- {name: south, carbonZone: DE, nodes: {small: 4, big: 2}}\nlatencyMs:\n  DE: {north: 25, south: 5}\n  FR: {north: 20, south: 10}\n  GB: {north: 10, south: 20}\n",
+    )
+    .expect("write");
+    let fleet = Fleet::from_file(&p).expect("fleet file");
+    assert_eq!(fleet.nodes.len(), 12);
+    let mut s = scenario(1, 0.1);
+    s.fleet = fleet;
+    s.policies = vec![Policy::Default, Policy::Carbon];
+    let (report, _) = run(&s);
+    assert!(report.policies["carbon"].carbon_kg < report.policies["default"].carbon_kg);
+}
