@@ -263,3 +263,37 @@ fn fleet_file_drives_the_simulation() {
     let (report, _) = run(&s);
     assert!(report.policies["carbon"].carbon_kg < report.policies["default"].carbon_kg);
 }
+
+/// The fenced block after `marker` in docs/simulate.md.
+fn doc_block(marker: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/simulate.md"))
+        .expect("docs/simulate.md");
+    let from = doc.find(marker).expect("marker in docs/simulate.md") + marker.len();
+    let rest = &doc[from..];
+    let end = rest.find("```").expect("closing fence");
+    rest[..end].to_string()
+}
+
+#[test]
+fn documented_fleet_and_trace_examples_are_valid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fleet = dir.path().join("fleet.yaml");
+    std::fs::write(&fleet, doc_block("```yaml\n")).expect("write");
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../kepler-client/data/carbon-intensity/fr_2020_hourly.csv"
+        ),
+        dir.path().join("fr.csv"),
+    )
+    .expect("copy");
+    let fleet = Fleet::from_file(&fleet).expect("documented fleet file");
+    assert_eq!(fleet.nodes.len(), 20);
+    assert_eq!(fleet.clusters[2].carbon_zone, "static:oslo");
+
+    let trace = dir.path().join("trace.csv");
+    std::fs::write(&trace, doc_block("```csv\n")).expect("write");
+    let rows = trace::read_csv(&trace).expect("documented trace");
+    assert_eq!(rows.len(), 2);
+    trace::validate(&rows, &fleet.regions()).expect("valid rows");
+}

@@ -66,6 +66,11 @@ pub struct Summary {
     pub services: usize,
     /// Batch jobs in the trace.
     pub batch_jobs: usize,
+    /// CPU the trace requests (wanted service replicas, batch jobs as if started on
+    /// arrival), mean over the steps, percent of the fleet's cores.
+    pub mean_requested_pct: f64,
+    /// The same at the busiest step, percent.
+    pub peak_requested_pct: f64,
     /// Power model the policies decide with.
     pub power_model: String,
 }
@@ -208,6 +213,8 @@ pub fn report(scenario: &Scenario, runs: &[PolicyRun]) -> Result<Report> {
         });
     }
     let count = |k: Kind| scenario.trace.iter().filter(|w| w.kind == k).count();
+    let (mean, peak) = requested_cores(scenario);
+    let pct = |cores: f64| results::round(100.0 * cores / fleet.total_cores(), 1);
     Ok(Report {
         scenario: Summary {
             fleet: fleet.origin.clone(),
@@ -221,9 +228,38 @@ pub fn report(scenario: &Scenario, runs: &[PolicyRun]) -> Result<Report> {
             clusters,
             services: count(Kind::Service),
             batch_jobs: count(Kind::Batch),
+            mean_requested_pct: pct(mean),
+            peak_requested_pct: pct(peak),
             power_model: "PEAKS curves of each node type (platform power)".into(),
         },
         order: runs.iter().map(|r| r.policy.name().to_string()).collect(),
         policies,
     })
+}
+
+/// Mean and peak CPU cores the trace requests over the steps (policy-independent).
+fn requested_cores(scenario: &Scenario) -> (f64, f64) {
+    let s = &scenario.settings;
+    let (mut sum, mut peak) = (0.0, 0.0f64);
+    for k in 0..s.steps {
+        let t = s.start + chrono::Duration::seconds(s.step_s * k as i64);
+        let mut cores = 0.0;
+        for w in &scenario.trace {
+            if w.arrive > t {
+                continue;
+            }
+            cores += match w.kind {
+                Kind::Service if w.depart.is_none_or(|d| t < d) => {
+                    w.cpu * f64::from(trace::service_replicas(w, t))
+                }
+                Kind::Batch if t < w.arrive + trace::secs(w.duration_s.unwrap_or(0.0)) => {
+                    w.cpu * f64::from(w.max_replicas)
+                }
+                _ => 0.0,
+            };
+        }
+        sum += cores;
+        peak = peak.max(cores);
+    }
+    (sum / s.steps.max(1) as f64, peak)
 }

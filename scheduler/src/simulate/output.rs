@@ -74,6 +74,11 @@ pub fn table(report: &Report) -> String {
         "fleet: {}: {} nodes, {} cores; trace: {}: {} services, {} batch jobs",
         s.fleet, s.nodes, s.cores, s.trace, s.services, s.batch_jobs
     );
+    let _ = writeln!(
+        out,
+        "load: the trace requests {:.1} % of the fleet's cores on average, {:.1} % at its peak",
+        s.mean_requested_pct, s.peak_requested_pct
+    );
     for c in &s.clusters {
         let _ = writeln!(
             out,
@@ -144,6 +149,11 @@ pub fn markdown(report: &Report, command: &str) -> String {
         out,
         "- Trace: {}: {} services, {} batch jobs",
         s.trace, s.services, s.batch_jobs
+    );
+    let _ = writeln!(
+        out,
+        "- Load: the trace requests {:.1} % of the fleet's cores on average, {:.1} % at its peak",
+        s.mean_requested_pct, s.peak_requested_pct
     );
     let _ = writeln!(out, "- Decisions priced with: {}\n", s.power_model);
     let _ = writeln!(
