@@ -73,6 +73,55 @@ pub(crate) fn solve(
     (result, began.elapsed().as_secs_f64())
 }
 
+/// New bounds of one column for a re-solve.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Change {
+    /// Column index.
+    pub column: usize,
+    /// New lower bound.
+    pub lo: f64,
+    /// New upper bound (at least `lo`).
+    pub hi: f64,
+}
+
+/// Solves the LP `model` (integrality flags must be off), then re-solves it after the
+/// bound changes `change` derives from the first solution (none: no re-solve). With HiGHS
+/// the re-solve starts from the first optimal basis; `opts.time_limit_s` covers both.
+pub(crate) fn solve_twice(
+    model: &LinearModel,
+    opts: &SolveOptions,
+    change: &mut dyn FnMut(&[f64]) -> Vec<Change>,
+) -> (Result<Solved, Failure>, Option<Result<Solved, Failure>>) {
+    #[cfg(feature = "highs")]
+    if opts.backend == Backend::Highs && !model.vars.is_empty() {
+        return highs::solve_twice(model, opts, change);
+    }
+    let began = Instant::now();
+    let first = match solve(model, None, opts, None).0 {
+        Ok(s) => s,
+        Err(e) => return (Err(e), None),
+    };
+    let changes = change(&first.values);
+    if changes.is_empty() {
+        return (Ok(first), None);
+    }
+    let mut again = model.clone();
+    for c in changes {
+        if let Some(v) = again.vars.get_mut(c.column)
+            && c.lo <= c.hi
+        {
+            v.lo = c.lo;
+            v.hi = c.hi;
+        }
+    }
+    let left = SolveOptions {
+        time_limit_s: opts.time_limit_s - began.elapsed().as_secs_f64(),
+        ..*opts
+    };
+    let second = solve(&again, None, &left, None).0;
+    (Ok(first), Some(second))
+}
+
 /// The model as good_lp variables, objective and constraints.
 #[cfg(any(feature = "highs", feature = "microlp"))]
 fn to_good_lp(
@@ -121,7 +170,78 @@ fn to_good_lp(
 mod highs {
     use good_lp::SolverModel;
 
-    use super::{Failure, LinearModel, Outcome, SolveOptions, Solved, to_good_lp};
+    use super::{Change, Failure, LinearModel, Outcome, SolveOptions, Solved, to_good_lp};
+
+    /// Builds the HiGHS model of `model` through good_lp and sets the limits of `opts`.
+    macro_rules! highs_model {
+        ($model:expr, $opts:expr, $target:expr, $error:expr) => {{
+            let (pv, _cols, objective, rows) = to_good_lp($model);
+            let mut problem = pv.minimise(objective).using(good_lp::highs);
+            for r in rows {
+                problem.add_constraint(r);
+            }
+            let mut inner = problem
+                .try_into_inner()
+                .map_err(|e| $error(e.to_string()))?;
+            if std::env::var_os("ECOPLACE_HIGHS_LOG").is_some() {
+                let _ = inner.try_set_option("output_flag", true);
+                let _ = inner.try_set_option("log_to_console", true);
+            }
+            let options: [(&str, f64); 4] = [
+                ("time_limit", $opts.time_limit_s.max(0.0)),
+                ("mip_rel_gap", $opts.mip_gap.max(0.0)),
+                ("mip_abs_gap", $opts.absolute_gap.max(0.0)),
+                ("objective_target", $target.unwrap_or(f64::NEG_INFINITY)),
+            ];
+            for (k, v) in options {
+                inner
+                    .try_set_option(k, v)
+                    .map_err(|_| $error(format!("cannot set option {k} = {v}")))?;
+            }
+            inner
+        }};
+    }
+
+    /// Reads the outcome of a HiGHS run (`$solved`: a solved model).
+    macro_rules! read_solved {
+        ($solved:expr, $opts:expr, $error:expr) => {{
+            let solved = &$solved;
+            let status = format!("{:?}", solved.status());
+            let has_solution = format!("{:?}", solved.primal_solution_status()) == "Feasible";
+            let gap = solved.mip_gap();
+            let gap = if gap.is_finite() { gap.max(0.0) } else { 0.0 };
+            let outcome = match status.as_str() {
+                "Optimal" if gap <= 1e-9 => Ok(Outcome::Optimal),
+                "Optimal" => Ok(Outcome::GapReached),
+                "Infeasible" | "UnboundedOrInfeasible" => Err(Failure::Infeasible),
+                _ if has_solution => Ok(Outcome::TimeLimit),
+                other => Err(Failure::NoSolution(format!(
+                    "HiGHS stopped ({other}) without a feasible solution (time limit {} s)",
+                    $opts.time_limit_s
+                ))),
+            };
+            match outcome {
+                Ok(_) if !has_solution => {
+                    Err($error(format!("status {status} but no primal solution")))
+                }
+                Ok(outcome) => Ok(Solved {
+                    values: solved.get_solution().columns().to_vec(),
+                    outcome,
+                    gap: Some(gap),
+                }),
+                Err(e) => Err(e),
+            }
+        }};
+    }
+
+    /// `value`, typed like `_like` (names a highs crate type good_lp does not re-export).
+    fn same_type<T>(_like: &T, value: T) -> T {
+        value
+    }
+
+    fn error(what: String) -> Failure {
+        Failure::NoSolution(format!("HiGHS: {what}"))
+    }
 
     /// HiGHS through good_lp's model, driven directly so that the achieved gap is read.
     pub(super) fn solve(
@@ -130,28 +250,7 @@ mod highs {
         opts: &SolveOptions,
         target: Option<f64>,
     ) -> Result<Solved, Failure> {
-        let (pv, _cols, objective, rows) = to_good_lp(model);
-        let mut problem = pv.minimise(objective).using(good_lp::highs);
-        for r in rows {
-            problem.add_constraint(r);
-        }
-        let error = |what: String| Failure::NoSolution(format!("HiGHS: {what}"));
-        let mut inner = problem.try_into_inner().map_err(|e| error(e.to_string()))?;
-        if std::env::var_os("ECOPLACE_HIGHS_LOG").is_some() {
-            let _ = inner.try_set_option("output_flag", true);
-            let _ = inner.try_set_option("log_to_console", true);
-        }
-        let options: [(&str, f64); 4] = [
-            ("time_limit", opts.time_limit_s.max(0.0)),
-            ("mip_rel_gap", opts.mip_gap.max(0.0)),
-            ("mip_abs_gap", opts.absolute_gap.max(0.0)),
-            ("objective_target", target.unwrap_or(f64::NEG_INFINITY)),
-        ];
-        for (k, v) in options {
-            inner
-                .try_set_option(k, v)
-                .map_err(|_| error(format!("cannot set option {k} = {v}")))?;
-        }
+        let mut inner = highs_model!(model, opts, target, error);
         if let Some(start) = start {
             inner
                 .try_set_solution(Some(start), None, None, None)
@@ -160,30 +259,61 @@ mod highs {
         let solved = inner
             .try_solve()
             .map_err(|e| error(format!("solve failed: {e:?}")))?;
-        let status = format!("{:?}", solved.status());
-        let has_solution = format!("{:?}", solved.primal_solution_status()) == "Feasible";
-        let gap = solved.mip_gap();
-        let gap = if gap.is_finite() { gap.max(0.0) } else { 0.0 };
-        let outcome = match status.as_str() {
-            "Optimal" if gap <= 1e-9 => Outcome::Optimal,
-            "Optimal" => Outcome::GapReached,
-            "Infeasible" | "UnboundedOrInfeasible" => return Err(Failure::Infeasible),
-            _ if has_solution => Outcome::TimeLimit,
-            other => {
-                return Err(Failure::NoSolution(format!(
-                    "HiGHS stopped ({other}) without a feasible solution (time limit {} s)",
-                    opts.time_limit_s
-                )));
+        read_solved!(solved, opts, error)
+    }
+
+    /// The LP `model`, then the same HiGHS instance re-solved after the bound changes
+    /// `change` derives from the first solution: the re-solve starts from the first optimal
+    /// basis (no presolve), usually a few hundred dual simplex iterations. HiGHS counts
+    /// `opts.time_limit_s` over both runs.
+    pub(super) fn solve_twice(
+        model: &LinearModel,
+        opts: &SolveOptions,
+        change: &mut dyn FnMut(&[f64]) -> Vec<Change>,
+    ) -> (Result<Solved, Failure>, Option<Result<Solved, Failure>>) {
+        let mut run = || -> Result<(Solved, Option<Result<Solved, Failure>>), Failure> {
+            let inner = highs_model!(model, opts, None::<f64>, error);
+            let solved = inner
+                .try_solve()
+                .map_err(|e| error(format!("solve failed: {e:?}")))?;
+            let first = read_solved!(solved, opts, error)?;
+            let changes: Vec<Change> = change(&first.values)
+                .into_iter()
+                .filter(|c| c.column < model.vars.len() && c.lo <= c.hi)
+                .collect();
+            let Some(last) = changes.iter().map(|c| c.column).max() else {
+                return Ok((first, None));
+            };
+            // Column handles of the highs crate can only be made by adding columns (good_lp
+            // keeps the model's own private): add as many to an empty scratch model and
+            // use their indices.
+            let mut scratch = good_lp::ProblemVariables::new()
+                .minimise(good_lp::Expression::from(0.0))
+                .using(good_lp::highs)
+                .try_into_inner()
+                .map_err(|e| error(e.to_string()))?;
+            let mut handles = Vec::with_capacity(last + 1);
+            for _ in 0..=last {
+                let col = scratch
+                    .try_add_column(0.0, 0.0..=0.0, std::iter::empty())
+                    .map_err(|e| error(format!("column handle: {e:?}")))?;
+                handles.push(col);
             }
+            // The solved model back as a model (its basis kept); `scratch` names the type.
+            let mut again = same_type(&scratch, solved.into());
+            for c in &changes {
+                again.change_column_bounds(handles[c.column], c.lo..=c.hi);
+            }
+            let second = again
+                .try_solve()
+                .map_err(|e| error(format!("re-solve failed: {e:?}")))
+                .and_then(|s| read_solved!(s, opts, error));
+            Ok((first, Some(second)))
         };
-        if !has_solution {
-            return Err(error(format!("status {status} but no primal solution")));
+        match run() {
+            Ok((first, second)) => (Ok(first), second),
+            Err(e) => (Err(e), None),
         }
-        Ok(Solved {
-            values: solved.get_solution().columns().to_vec(),
-            outcome,
-            gap: Some(gap),
-        })
     }
 }
 

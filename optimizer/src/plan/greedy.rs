@@ -137,25 +137,26 @@ fn total_free(inst: &Instance<'_>) -> Resources {
 }
 
 /// What is left on every target while the greedy runs.
-struct State<'a, 'i> {
-    inst: &'a Instance<'i>,
-    rule: Rule,
+#[derive(Clone)]
+pub(crate) struct State<'a, 'i> {
+    pub(super) inst: &'a Instance<'i>,
+    pub(super) rule: Rule,
     /// Objective coefficients the cheapest rule prices with.
-    coef: Objectives,
-    x: Vec<u32>,
-    free: Vec<Resources>,
-    headroom: Vec<f64>,
-    used: Vec<bool>,
+    pub(super) coef: Objectives,
+    pub(super) x: Vec<u32>,
+    pub(super) free: Vec<Resources>,
+    pub(super) headroom: Vec<f64>,
+    pub(super) used: Vec<bool>,
     /// Replicas of each anti-affinity group per target, `g * targets + t`.
-    anti: Vec<u32>,
+    pub(super) anti: Vec<u32>,
     /// Distinct targets used per class.
-    distinct: Vec<u32>,
+    pub(super) distinct: Vec<u32>,
 }
 
-const EPS: f64 = 1e-9;
+pub(super) const EPS: f64 = 1e-9;
 
 impl<'a, 'i> State<'a, 'i> {
-    fn new(inst: &'a Instance<'i>, rule: Rule, coef: Objectives) -> Self {
+    pub(super) fn new(inst: &'a Instance<'i>, rule: Rule, coef: Objectives) -> Self {
         let nt = inst.targets.len();
         Self {
             inst,
@@ -180,7 +181,7 @@ impl<'a, 'i> State<'a, 'i> {
     }
 
     /// Most replicas pair `p` can take now (spread, resources, power, anti-affinity).
-    fn room(&self, p: usize) -> u32 {
+    pub(super) fn room(&self, p: usize) -> u32 {
         let pair = &self.inst.pairs[p];
         let t = pair.target;
         let mut n = f64::from(pair.upper - self.x[p].min(pair.upper));
@@ -205,7 +206,7 @@ impl<'a, 'i> State<'a, 'i> {
         n.max(0.0) as u32
     }
 
-    fn apply(&mut self, p: usize, k: u32) {
+    pub(super) fn apply(&mut self, p: usize, k: u32) {
         let pair = self.inst.pairs[p];
         let t = pair.target;
         let req = self.inst.workload(pair.class).requests;
@@ -227,7 +228,7 @@ impl<'a, 'i> State<'a, 'i> {
     }
 
     /// Marginal key of one more replica on pair `p` (lower is better).
-    fn key(&self, p: usize) -> (f64, f64) {
+    pub(super) fn key(&self, p: usize) -> (f64, f64) {
         let inst = self.inst;
         let pair = &inst.pairs[p];
         let t = pair.target;
@@ -312,6 +313,12 @@ impl<'a, 'i> State<'a, 'i> {
                     fresh_ok && remaining > after && self.room(p) > 0
                 })
                 .min_by(|&a, &b| cmp_key(self.key(a), self.key(b)));
+            let best = best.or_else(|| {
+                // Nowhere with room: the cheapest rule moves other replicas to make some.
+                (self.rule == Rule::Cheapest)
+                    .then(|| self.evict_for_class(c, remaining))
+                    .flatten()
+            });
             let Some(p) = best else {
                 return Err(format!(
                     "could not place {remaining} of {} replicas of workload {}{}",
@@ -449,6 +456,6 @@ impl<'a, 'i> State<'a, 'i> {
     }
 }
 
-fn cmp_key(a: (f64, f64), b: (f64, f64)) -> Ordering {
+pub(super) fn cmp_key(a: (f64, f64), b: (f64, f64)) -> Ordering {
     a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1))
 }

@@ -104,6 +104,64 @@ impl LinearModel {
                 .sum::<f64>()
     }
 
+    /// The model over its free columns only: every column whose bounds meet is replaced
+    /// by its value (moved into the right-hand sides and the offset); also the kept
+    /// columns' indices. `None` when a row left without columns is broken by the fixed
+    /// values (the restriction is infeasible).
+    pub fn without_fixed(&self) -> Option<(LinearModel, Vec<usize>)> {
+        let mut index = vec![usize::MAX; self.vars.len()];
+        let mut reduced = LinearModel {
+            offset: self.offset,
+            ..LinearModel::default()
+        };
+        let mut kept = Vec::new();
+        for (j, v) in self.vars.iter().enumerate() {
+            if v.hi - v.lo > 1e-9 {
+                index[j] = kept.len();
+                kept.push(j);
+                reduced.vars.push(*v);
+            } else {
+                reduced.offset += v.cost * v.lo;
+            }
+        }
+        for r in &self.rows {
+            let mut rhs = r.rhs;
+            let mut coefs = Vec::with_capacity(r.coefs.len());
+            for &(j, a) in &r.coefs {
+                match index[j] {
+                    usize::MAX => rhs -= a * self.vars[j].lo,
+                    k => coefs.push((k, a)),
+                }
+            }
+            if coefs.is_empty() {
+                let ok = match r.sense {
+                    Sense::Le => rhs >= -1e-9,
+                    Sense::Ge => rhs <= 1e-9,
+                    Sense::Eq => rhs.abs() <= 1e-9,
+                };
+                if !ok {
+                    return None;
+                }
+            } else {
+                reduced.rows.push(Row {
+                    coefs,
+                    sense: r.sense,
+                    rhs,
+                });
+            }
+        }
+        Some((reduced, kept))
+    }
+
+    /// Column values of this model from those of its [`Self::without_fixed`] reduction.
+    pub fn expand(&self, kept: &[usize], reduced: &[f64]) -> Vec<f64> {
+        let mut values: Vec<f64> = self.vars.iter().map(|v| v.lo).collect();
+        for (&j, &x) in kept.iter().zip(reduced) {
+            values[j] = x;
+        }
+        values
+    }
+
     /// Number of integer columns.
     pub fn integers(&self) -> usize {
         self.vars.iter().filter(|v| v.integer).count()
@@ -163,14 +221,16 @@ pub(crate) fn build(
         y: vec![None; nt],
         ..Layout::default()
     };
-    for p in &inst.pairs {
-        lay.x
-            .push(m.var(0.0, f64::from(p.upper), true, dot(coef, &p.terms)));
-    }
+    // Wake columns first: the LP stage re-solves with their bounds changed, and HiGHS
+    // column handles are cheapest for the lowest indices (see `backend::solve_twice`).
     for (t, pairs) in inst.target_pairs.iter().enumerate() {
         if inst.is_off(t) && !pairs.is_empty() {
             lay.y[t] = Some(m.var(0.0, 1.0, true, dot(coef, &inst.wake[t])));
         }
+    }
+    for p in &inst.pairs {
+        lay.x
+            .push(m.var(0.0, f64::from(p.upper), true, dot(coef, &p.terms)));
     }
     // ε row collects the bounded objective's units.
     let mut eps_row: Vec<(usize, f64)> = Vec::new();

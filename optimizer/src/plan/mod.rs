@@ -11,6 +11,7 @@ mod evaluate;
 mod explain;
 mod greedy;
 mod milp;
+mod moves;
 mod pareto;
 mod reference;
 mod relax;

@@ -1,16 +1,18 @@
 //! LP-guided starts: the placement model solved with integrality dropped gives a proved
 //! lower bound and near-integral replica counts; floored and completed by the greedy
-//! ([`super::greedy::repair`]) they make a feasible plan that is often within the MIP gap
-//! of that bound, so no branch and bound is needed, and otherwise a strong warm start.
+//! ([`super::greedy::repair`], [`super::moves::improve`]) they make a feasible plan that
+//! is often within the MIP gap of that bound, so no branch and bound is needed, and
+//! otherwise a strong start for a small neighbourhood sub-MIP and then the full MILP.
 
 use std::time::Instant;
 
 use crate::cost::Objectives;
 
-use super::backend::{self, Failure};
+use super::backend::{self, Change, Failure, Outcome};
 use super::classes::Instance;
 use super::greedy;
 use super::milp::{self, Layout, LinearModel};
+use super::moves;
 use super::{Backend, PlanStatus, Solution, SolveOptions};
 
 /// A start for the MILP: replicas per pair and the model's column values.
@@ -122,9 +124,11 @@ pub(crate) struct Guide {
     pub lp: Vec<f64>,
 }
 
-/// Solves the LP relaxation of `model` (the bound), re-solves it with the wake columns
-/// rounded up, and repairs the floored replica counts of that solution; `Ok(None)` when
-/// the relaxation gave nothing usable (greedy backend, time limit, solver failure).
+/// Solves the LP relaxation of `model` (the bound), re-solves it from that basis with the
+/// wake columns rounded up, repairs the floored replica counts of that solution (moving
+/// other replicas to make room where needed) and improves the result by single-replica
+/// moves; `Ok(None)` when the relaxation gave nothing usable (greedy backend, time limit,
+/// solver failure).
 pub(crate) fn guide(
     inst: &Instance<'_>,
     model: &LinearModel,
@@ -135,38 +139,39 @@ pub(crate) fn guide(
     if options.backend == Backend::Greedy || options.time_limit_s <= 0.0 {
         return Ok(None);
     }
-    let began = Instant::now();
     let mut relaxed = model.clone();
     for v in &mut relaxed.vars {
         v.integer = false;
     }
-    let solved = match backend::solve(&relaxed, None, options, None).0 {
-        Ok(s) => s,
+    // The relaxation pays a fraction of the idle power of a target it half uses; with
+    // those targets woken (more capacity, so still feasible) the LP is near integral. The
+    // re-solve starts from the relaxation's basis.
+    let mut wake = |values: &[f64]| -> Vec<Change> {
+        let mut changes = Vec::new();
+        let mut fractional = false;
+        for &y in lay.y.iter().flatten() {
+            let value = values.get(y).copied().unwrap_or(0.0);
+            let up = if value > 1e-6 { 1.0 } else { 0.0 };
+            fractional |= (value - up).abs() > 1e-6;
+            changes.push(Change {
+                column: y,
+                lo: up,
+                hi: up,
+            });
+        }
+        if fractional { changes } else { Vec::new() }
+    };
+    let (first, second) = backend::solve_twice(&relaxed, options, &mut wake);
+    let solved = match first {
+        // Only an optimal LP solution is a bound.
+        Ok(s) if s.outcome == Outcome::Optimal => s,
+        Ok(_) | Err(Failure::NoSolution(_)) => return Ok(None),
         Err(Failure::Infeasible) => return Err(Infeasible),
-        Err(Failure::NoSolution(_)) => return Ok(None),
     };
     let bound = relaxed.objective(&solved.values) - relaxed.offset;
-    // The relaxation pays a fraction of the idle power of a target it half uses; with
-    // those targets woken (more capacity, so still feasible) the LP is near integral.
-    let mut woken = relaxed;
-    let mut fractional = false;
-    for &y in lay.y.iter().flatten() {
-        let value = solved.values.get(y).copied().unwrap_or(0.0);
-        let up = if value > 1e-6 { 1.0 } else { 0.0 };
-        fractional |= (value - up).abs() > 1e-6;
-        woken.vars[y].lo = up;
-        woken.vars[y].hi = up;
-    }
-    let left = SolveOptions {
-        time_limit_s: options.time_limit_s - began.elapsed().as_secs_f64(),
-        ..*options
-    };
-    let lp = match fractional && left.time_limit_s > 0.0 {
-        true => match backend::solve(&woken, None, &left, None).0 {
-            Ok(s) => s.values,
-            Err(_) => solved.values,
-        },
-        false => solved.values,
+    let lp = match second {
+        Some(Ok(s)) if s.values.len() == solved.values.len() => s.values,
+        _ => solved.values,
     };
     let seed: Vec<u32> = lay
         .x
@@ -178,6 +183,7 @@ pub(crate) fn guide(
         })
         .collect();
     let start = greedy::repair(inst, &seed, coef).and_then(|x| {
+        let x = moves::improve(inst, x, coef);
         let values = milp::start_values(inst, model, lay, &x);
         if model.is_feasible(&values, 1e-6) {
             Ok((x, values))
@@ -189,8 +195,10 @@ pub(crate) fn guide(
 }
 
 /// RENS: the MILP restricted to the integer neighbourhood of the LP optimum `lp` (every
-/// integer column between the floor and the ceiling of its LP value), solved within
-/// `options`' time limit to a tenth of its gap; the plan's column values, if any.
+/// integer column within ±1 of its LP value, zero columns fixed, widened to contain
+/// `start`), handed to the solver without its fixed columns and warm-started with
+/// `start`, solved within `options`' time limit to a tenth of its gap or until a plan
+/// reaches `target`; the plan's column values, if any.
 pub(crate) fn neighbourhood(
     model: &LinearModel,
     lp: &[f64],
@@ -209,15 +217,26 @@ pub(crate) fn neighbourhood(
             }
         }
     }
+    // Widened to contain the start, so that HiGHS can use it.
+    if let Some(start) = start.filter(|s| s.len() == sub.vars.len()) {
+        for ((v, &value), orig) in sub.vars.iter_mut().zip(start).zip(&model.vars) {
+            v.lo = v.lo.min(value).max(orig.lo);
+            v.hi = v.hi.max(value).min(orig.hi);
+        }
+    }
     let start = start.filter(|s| sub.is_feasible(s, 1e-6));
+    // Most columns are fixed at zero: hand HiGHS only the free ones.
+    let (reduced, kept) = sub.without_fixed()?;
+    let start: Option<Vec<f64>> = start.map(|s| kept.iter().map(|&j| s[j]).collect());
+    let fixed = reduced.offset - model.offset;
     let opts = SolveOptions {
         mip_gap: options.mip_gap * 0.1,
         ..*options
     };
-    backend::solve(&sub, start, &opts, target)
+    backend::solve(&reduced, start.as_deref(), &opts, target.map(|t| t - fixed))
         .0
         .ok()
-        .map(|s| s.values)
+        .map(|s| model.expand(&kept, &s.values))
         .filter(|v| model.is_feasible(v, 1e-6))
 }
 
