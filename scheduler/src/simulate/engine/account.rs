@@ -1,0 +1,118 @@
+//! Power management and accounting of a simulation step: empty nodes power down; energy,
+//! carbon, latency and SLOs are counted.
+
+use anyhow::Result;
+use chrono::{DateTime, Duration, Utc};
+
+use super::{GIB, Sim, StepRecord};
+
+impl Sim<'_> {
+    pub(super) fn power_down(&mut self) {
+        let mut awake = vec![0usize; self.fleet.clusters.len()];
+        for (n, rt) in self.nodes.iter().enumerate() {
+            if rt.on {
+                awake[self.fleet.nodes[n].cluster] += 1;
+            }
+        }
+        for (n, rt) in self.nodes.iter_mut().enumerate() {
+            if rt.pods > 0 {
+                rt.empty_steps = 0;
+                continue;
+            }
+            rt.empty_steps += 1;
+            let c = self.fleet.nodes[n].cluster;
+            if rt.on
+                && rt.empty_steps >= self.settings.power_down_after_steps
+                && awake[c] > self.settings.min_awake_per_cluster
+            {
+                rt.on = false;
+                awake[c] -= 1;
+                self.counters.power_downs += 1;
+            }
+        }
+    }
+
+    /// Power, energy and carbon over `[t, t + step)` (usage at mid-step), latency and
+    /// SLOs of every wanted service replica.
+    pub(super) fn account(&mut self, t: DateTime<Utc>) -> Result<()> {
+        let dt = self.settings.step_s as f64;
+        let mid = t + Duration::seconds(self.settings.step_s / 2);
+        let used = self.used_cores(mid);
+        let mut intensity = Vec::with_capacity(self.fleet.clusters.len());
+        for c in &self.fleet.clusters {
+            intensity.push(self.fleet.carbon.intensity_at(&c.carbon_zone, mid)?);
+        }
+        let mut watts = vec![0.0; self.nodes.len()];
+        for (n, rt) in self.nodes.iter().enumerate() {
+            let ty = self.fleet.node_type(n);
+            let ratio =
+                (rt.requested.cpu / ty.cores).max(rt.requested.memory / (ty.memory_gib * GIB));
+            self.counters.max_request_ratio = self.counters.max_request_ratio.max(ratio);
+            if !rt.on {
+                continue;
+            }
+            let w = ty.watts(used[n]);
+            watts[n] = w;
+            let c = self.fleet.nodes[n].cluster;
+            let joules = w * dt;
+            self.counters.energy_j += joules;
+            self.counters.energy_j_by_cluster[c] += joules;
+            self.counters.carbon_g +=
+                joules / kepler_client::accounting::JOULES_PER_KWH * intensity[c];
+            self.counters.node_steps_on += 1;
+        }
+        for (i, s) in self.services.iter().enumerate() {
+            if !s.active || s.done {
+                continue;
+            }
+            let w = &self.trace[i];
+            self.counters.replica_steps_wanted += s.running.len() as u64 + u64::from(s.pending);
+            self.counters.replica_steps_pending += u64::from(s.pending);
+            let region = w.region.as_deref().unwrap_or_default();
+            for id in &s.running {
+                let Some(p) = self.pods.get(id) else { continue };
+                let ms = self.fleet.latency_ms(region, p.node).unwrap_or(0.0);
+                *self
+                    .counters
+                    .latency_us
+                    .entry((ms * 1000.0).round() as i64)
+                    .or_default() += 1;
+                if w.slo_ms.is_some_and(|slo| ms > slo) {
+                    self.counters.replica_steps_over_slo += 1;
+                } else {
+                    self.counters.replica_steps_ok += 1;
+                }
+            }
+        }
+        if self.settings.record_steps {
+            self.steps.push(StepRecord {
+                at: t,
+                node_watts: watts,
+                node_cpu_requested: self.nodes.iter().map(|r| r.requested.cpu).collect(),
+                node_memory_requested_gib: self
+                    .nodes
+                    .iter()
+                    .map(|r| r.requested.memory / GIB)
+                    .collect(),
+                cluster_intensity: intensity,
+            });
+        }
+        Ok(())
+    }
+
+    /// At the end: unfinished jobs whose deadline passed are late, the others open.
+    pub(super) fn settle_open_jobs(&mut self) {
+        let end = self.settings.end();
+        for (i, job) in self.jobs.iter_mut().enumerate() {
+            if !job.arrived || job.settled {
+                continue;
+            }
+            job.settled = true;
+            if self.trace[i].deadline.is_some_and(|d| d <= end) {
+                self.counters.batch_late += 1;
+            } else {
+                self.counters.batch_open += 1;
+            }
+        }
+    }
+}
