@@ -7,6 +7,8 @@
 //! - `power/curve/<n>`: `CurvePowerModel::incremental_watts`, half the queries on node types
 //!   with fitted curves, half on unknown types (nameplate curves).
 //! - `power/fallback/<n>`: `FallbackPowerModel` wrapping the ONNX model (the production path).
+//! - `power/onnx-rows/<n>`: `OnnxPowerModel::predict_watts` — inference alone on `n` feature
+//!   rows (the acceptance line: 5 000 rows).
 //!
 //! Run: `cargo bench -p benches --bench power`.
 
@@ -92,6 +94,16 @@ fn bench_power(c: &mut Criterion) {
                 b.iter(|| model.incremental_watts(black_box(q), &mut out))
             });
         }
+    }
+    for n in [1_000usize, 5_000] {
+        let rows: Vec<[f32; 3]> = fleet(n)
+            .iter()
+            .map(|q| [q.utilisation as f32, q.idle_watts as f32, q.max_watts as f32])
+            .collect();
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_with_input(BenchmarkId::new("onnx-rows", n), &rows, |b, r| {
+            b.iter(|| onnx.predict_watts(black_box(r)))
+        });
     }
     group.finish();
     if fallback.fallback_count() != 0 {

@@ -37,7 +37,7 @@ from sklearn.model_selection import GroupKFold
 from sklearn.neural_network import MLPRegressor
 
 SEED = 20240611
-HIDDEN = (32, 32)
+HIDDEN = (16, 16)
 ACTIVATION = "relu"
 ALPHA = 1e-2
 CV_FOLDS = 6

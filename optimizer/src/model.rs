@@ -123,13 +123,12 @@ impl CarbonOutlook {
             return self.intensity_at(at);
         }
         let end = at + duration;
+        // The forecast is sorted: find the step holding at `at` by bisection.
+        let next = self.first_after(at);
+        let mut value = self.step_before(next);
         let mut total = 0.0;
         let mut t = at;
-        let mut value = self.intensity_at(at);
-        for &(start, v) in &self.forecast {
-            if start <= at {
-                continue;
-            }
+        for &(start, v) in &self.forecast[next..] {
             if start >= end {
                 break;
             }
@@ -143,10 +142,18 @@ impl CarbonOutlook {
 
     /// Intensity at `t`: the forecast step holding at `t`, else `now`.
     pub fn intensity_at(&self, t: DateTime<Utc>) -> f64 {
-        self.forecast
-            .iter()
-            .rev()
-            .find(|(start, _)| *start <= t)
+        self.step_before(self.first_after(t))
+    }
+
+    /// Index of the first forecast point after `t` (points are sorted by time).
+    fn first_after(&self, t: DateTime<Utc>) -> usize {
+        self.forecast.partition_point(|(start, _)| *start <= t)
+    }
+
+    /// The value of the step before forecast point `next`, `now` before the first.
+    fn step_before(&self, next: usize) -> f64 {
+        next.checked_sub(1)
+            .and_then(|i| self.forecast.get(i))
             .map_or(self.now_g_per_kwh, |&(_, v)| v)
     }
 }

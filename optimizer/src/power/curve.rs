@@ -5,7 +5,7 @@
 //! sum of squared errors is then minimised over `k2` by a grid scan followed by a golden-section
 //! search. Node types without a fitted curve get one from their nameplate idle and maximum power.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use nalgebra::{DMatrix, DVector};
 
@@ -180,7 +180,7 @@ fn golden_section(f: impl Fn(f64) -> f64, mut lo: f64, mut hi: f64) -> f64 {
 /// use a nameplate curve through the query's idle and maximum power.
 #[derive(Debug, Clone)]
 pub struct CurvePowerModel {
-    curves: HashMap<String, PowerCurve>,
+    curves: FxHashMap<String, PowerCurve>,
     nameplate_k2: f64,
 }
 
@@ -194,7 +194,7 @@ impl CurvePowerModel {
     /// A model without fitted curves (every node type uses its nameplate curve).
     pub fn new() -> Self {
         Self {
-            curves: HashMap::new(),
+            curves: FxHashMap::default(),
             nameplate_k2: DEFAULT_NAMEPLATE_K2,
         }
     }

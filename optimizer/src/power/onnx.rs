@@ -14,8 +14,8 @@
 //! and one output, float32 `[N, 1]`: the predicted **total** power of the node at that
 //! utilisation, watts. skl2onnx leaves the batch dimension unknown; tract runs a graph with
 //! concrete shapes 5× faster than one with a symbolic batch, so the model is planned once per
-//! batch size in [`BATCHES`] (set explicitly) and a call runs its rows in chunks of those sizes,
-//! padding the last chunk. The incremental power of a query is `f(u + Δu) − f(u)` (with `u + Δu` clamped to 1), computed
+//! batch size in [`BATCHES`] (set explicitly) and a call runs its rows in chunks of those sizes
+//! (see [`chunk_size`]), padding the last chunk. The incremental power of a query is `f(u + Δu) − f(u)` (with `u + Δu` clamped to 1), computed
 //! in one inference over `2·n` rows: the `n` "before" rows, then the `n` "after" rows.
 
 use std::io::Cursor;
@@ -30,9 +30,25 @@ use super::{PowerError, PowerModel, PowerQuery};
 /// Width of the feature vector: `[utilisation, idle_watts, max_watts]`.
 pub const FEATURES: usize = 3;
 
-/// Batch sizes the graph is planned for, largest first: a call runs whole chunks of the
-/// largest size that fits, then pads the rest to the smallest size that holds it.
-pub const BATCHES: [usize; 3] = [4096, 512, 64];
+/// Batch sizes the graph is planned for, largest first (see [`chunk_size`]).
+pub const BATCHES: [usize; 4] = [4096, 1024, 256, 64];
+
+/// The plan size the next chunk of `left` rows runs with: the smallest planned size that
+/// holds them all if that pads at most a quarter more rows, else the largest size they fill,
+/// else (fewer rows than the smallest plan) the smallest size. 5 000 rows run as
+/// 4 096 + 1 024 (2.4 % padding), 10 000 as 2 × 4 096 + 1 024 + 3 × 256 + 64.
+pub fn chunk_size(left: usize) -> usize {
+    let holds = BATCHES.iter().rev().find(|&&n| n >= left);
+    match holds {
+        Some(&n) if (n - left) * 4 <= left => n,
+        _ => BATCHES
+            .iter()
+            .find(|&&n| n <= left)
+            .or(holds)
+            .copied()
+            .unwrap_or(BATCHES[0]),
+    }
+}
 
 /// An ONNX power model loaded once and kept as optimised tract plans, one per batch size.
 #[derive(Debug, Clone)]
@@ -111,13 +127,10 @@ impl OnnxPowerModel {
         let mut done = 0;
         while done < rows {
             let left = rows - done;
-            // The largest plan the rest fills, else the smallest that holds it (padded).
-            let (size, plan) = self
-                .plans
-                .iter()
-                .find(|(n, _)| *n <= left)
-                .or_else(|| self.plans.iter().rev().find(|(n, _)| *n >= left))
-                .ok_or_else(|| PowerError::Inference("no execution plan".to_string()))?;
+            let want = chunk_size(left);
+            let (size, plan) = self.plans.iter().find(|(n, _)| *n == want).ok_or_else(|| {
+                PowerError::Inference(format!("no execution plan for {want} rows"))
+            })?;
             let take = left.min(*size);
             let chunk = &flat[done * FEATURES..(done + take) * FEATURES];
             self.run_chunk(plan, *size, chunk, take, &mut out)?;
@@ -138,13 +151,15 @@ impl OnnxPowerModel {
         out: &mut Vec<f32>,
     ) -> Result<(), PowerError> {
         let infer = |e: TractError| PowerError::Inference(format!("{e:#}"));
-        let mut data = Vec::with_capacity(size * FEATURES);
-        data.extend_from_slice(chunk);
-        while data.len() < size * FEATURES {
-            data.extend_from_slice(&[0.5, 100.0, 200.0]);
-        }
-        let input = Tensor::from_shape(&[size, FEATURES], &data).map_err(infer)?;
-        let outputs = plan.run(tvec!(input.into_tvalue())).map_err(infer)?;
+        let input = tract_ndarray::Array2::from_shape_fn((size, FEATURES), |(r, c)| {
+            chunk
+                .get(r * FEATURES + c)
+                .copied()
+                .unwrap_or(PADDING_ROW[c])
+        });
+        let outputs = plan.run(tvec!(Tensor::from(input).into_tvalue()));
+        clear_upper_vector_state();
+        let outputs = outputs.map_err(infer)?;
         let first = outputs
             .first()
             .ok_or_else(|| PowerError::Inference("the model produced no output".to_string()))?;
@@ -159,6 +174,30 @@ impl OnnxPowerModel {
         Ok(())
     }
 }
+
+/// The row padding fills a chunk with (a mid-range node; its outputs are dropped).
+const PADDING_ROW: [f32; FEATURES] = [0.5, 100.0, 200.0];
+
+/// Clears the upper halves of the vector registers after a tract run.
+///
+/// tract's x86 kernels return without `vzeroupper`, leaving the AVX state dirty on the
+/// calling thread; every later call into glibc's `exp`/`pow` (an SSE wrapper around an AVX
+/// body) then pays a state transition, which made `f64::exp` 25× slower (7 → 175 ns) on this
+/// project's machines and the fitted-curve model with it. `vzeroupper` ends that.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+fn clear_upper_vector_state() {
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX (checked just above), so the instruction exists; it only
+        // zeroes bits 128 and up of ymm0–15, and no value lives in vector registers across
+        // this call (the compiler treats the intrinsic as clobbering them).
+        unsafe { std::arch::x86_64::_mm256_zeroupper() }
+    }
+}
+
+/// Nothing to clear off x86_64.
+#[cfg(not(target_arch = "x86_64"))]
+fn clear_upper_vector_state() {}
 
 impl PowerModel for OnnxPowerModel {
     fn name(&self) -> &str {
@@ -237,5 +276,26 @@ mod tests {
             Err(PowerError::Load { path, .. }) => assert_eq!(path, "mem"),
             other => panic!("expected a load error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn chunks_cover_the_rows_with_little_padding() {
+        for rows in [1, 63, 64, 65, 200, 904, 1808, 5_000, 10_000, 12_345] {
+            let (mut left, mut planned, mut runs) = (rows, 0, 0);
+            while left > 0 {
+                let size = chunk_size(left);
+                assert!(BATCHES.contains(&size), "{size} is not a planned size");
+                planned += size;
+                left -= left.min(size);
+                runs += 1;
+            }
+            assert!(runs <= 8, "{rows} rows took {runs} runs");
+            assert!(
+                planned < rows + 64 || planned * 4 <= rows * 5,
+                "{rows} → {planned}"
+            );
+        }
+        assert_eq!(chunk_size(5_000), 4096);
+        assert_eq!(chunk_size(904), 1024);
     }
 }
