@@ -98,7 +98,13 @@ fn bench_power(c: &mut Criterion) {
     for n in [1_000usize, 5_000] {
         let rows: Vec<[f32; 3]> = fleet(n)
             .iter()
-            .map(|q| [q.utilisation as f32, q.idle_watts as f32, q.max_watts as f32])
+            .map(|q| {
+                [
+                    q.utilisation as f32,
+                    q.idle_watts as f32,
+                    q.max_watts as f32,
+                ]
+            })
             .collect();
         group.throughput(Throughput::Elements(n as u64));
         group.bench_with_input(BenchmarkId::new("onnx-rows", n), &rows, |b, r| {
