@@ -156,69 +156,86 @@ pub fn markdown(report: &Report, command: &str) -> String {
         s.mean_requested_pct, s.peak_requested_pct
     );
     let _ = writeln!(out, "- Decisions priced with: {}\n", s.power_model);
-    let _ = writeln!(
-        out,
-        "| cluster | zone | nodes | cores | mean grid gCO2e/kWh |"
+    md_table(
+        &mut out,
+        &["cluster", "zone", "nodes", "cores", "mean grid gCO2e/kWh"],
+        2,
+        s.clusters.iter().map(|c| {
+            vec![
+                c.name.clone(),
+                c.zone.clone(),
+                c.nodes.to_string(),
+                c.cores.to_string(),
+                format!("{:.1}", c.mean_g_per_kwh),
+            ]
+        }),
     );
-    let _ = writeln!(out, "|---|---|---:|---:|---:|");
-    for c in &s.clusters {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} | {:.1} |",
-            c.name, c.zone, c.nodes, c.cores, c.mean_g_per_kwh
-        );
-    }
     let _ = writeln!(out, "\n## Results\n");
-    let _ = writeln!(
-        out,
-        "| policy | energy kWh | vs default | carbon kgCO2e | vs default | gCO2e/kWh | SLO violations | p50 ms | p95 ms | migrations | node-hours |"
+    md_table(
+        &mut out,
+        &[
+            "policy",
+            "energy kWh",
+            "vs default",
+            "carbon kgCO2e",
+            "vs default",
+            "gCO2e/kWh",
+            "SLO violations",
+            "p50 ms",
+            "p95 ms",
+            "migrations",
+            "node-hours",
+        ],
+        1,
+        rows(report).map(|(name, r)| {
+            vec![
+                name.to_string(),
+                format!("{:.1}", r.energy_kwh),
+                pct(r.energy_saving_pct),
+                format!("{:.1}", r.carbon_kg),
+                pct(r.carbon_saving_pct),
+                format!("{:.1}", r.mean_intensity_g_per_kwh),
+                r.slo_violations.to_string(),
+                format!("{:.1}", r.p50_latency_ms),
+                format!("{:.1}", r.p95_latency_ms),
+                r.migrations.to_string(),
+                format!("{:.1}", r.active_node_hours),
+            ]
+        }),
     );
-    let _ = writeln!(
-        out,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    );
-    for (name, r) in rows(report) {
-        let _ = writeln!(
-            out,
-            "| {name} | {:.1} | {} | {:.1} | {} | {:.1} | {} | {:.1} | {:.1} | {} | {:.1} |",
-            r.energy_kwh,
-            pct(r.energy_saving_pct),
-            r.carbon_kg,
-            pct(r.carbon_saving_pct),
-            r.mean_intensity_g_per_kwh,
-            r.slo_violations,
-            r.p50_latency_ms,
-            r.p95_latency_ms,
-            r.migrations,
-            r.active_node_hours
-        );
-    }
     let _ = writeln!(out, "\n### Details\n");
-    let _ = writeln!(
-        out,
-        "| policy | replica-steps wanted | over SLO | pending | batch jobs | deadline misses | pods started | wakes | power-downs | MILP solves (failed) | max request ratio |"
+    md_table(
+        &mut out,
+        &[
+            "policy",
+            "replica-steps wanted",
+            "over SLO",
+            "pending",
+            "batch jobs",
+            "deadline misses",
+            "pods started",
+            "wakes",
+            "power-downs",
+            "MILP solves (failed)",
+            "max request ratio",
+        ],
+        1,
+        rows(report).map(|(name, r)| {
+            vec![
+                name.to_string(),
+                r.replica_steps_wanted.to_string(),
+                r.replica_steps_over_slo.to_string(),
+                r.replica_steps_pending.to_string(),
+                r.batch_jobs.to_string(),
+                r.batch_deadline_misses.to_string(),
+                r.pods_started.to_string(),
+                r.node_wakes.to_string(),
+                r.node_power_downs.to_string(),
+                format!("{} ({})", r.milp_solves, r.milp_failures),
+                format!("{:.3}", r.max_request_ratio),
+            ]
+        }),
     );
-    let _ = writeln!(
-        out,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    );
-    for (name, r) in rows(report) {
-        let _ = writeln!(
-            out,
-            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} ({}) | {:.3} |",
-            r.replica_steps_wanted,
-            r.replica_steps_over_slo,
-            r.replica_steps_pending,
-            r.batch_jobs,
-            r.batch_deadline_misses,
-            r.pods_started,
-            r.node_wakes,
-            r.node_power_downs,
-            r.milp_solves,
-            r.milp_failures,
-            r.max_request_ratio
-        );
-    }
     let _ = writeln!(out, "\n## Policies\n");
     for name in &report.order {
         if let Some(p) = Policy::ALL.iter().find(|p| p.name() == name) {
@@ -230,6 +247,21 @@ pub fn markdown(report: &Report, command: &str) -> String {
         let _ = writeln!(out, "- **{k}**: {v}");
     }
     out
+}
+
+/// Appends a Markdown table: the first `left` columns left-aligned, the rest right-aligned
+/// (numbers).
+fn md_table(out: &mut String, head: &[&str], left: usize, body: impl Iterator<Item = Vec<String>>) {
+    let line = |cells: &[&str]| format!("| {} |", cells.join(" | "));
+    let _ = writeln!(out, "{}", line(head));
+    let align: Vec<&str> = (0..head.len())
+        .map(|i| if i < left { "---" } else { "---:" })
+        .collect();
+    let _ = writeln!(out, "|{}|", align.join("|"));
+    for row in body {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        let _ = writeln!(out, "{}", line(&cells));
+    }
 }
 
 /// One CSV row: a policy's scalar figures.
@@ -292,4 +324,20 @@ pub fn write_all(report: &Report, dir: &Path, command: &str) -> Result<()> {
     write("results.csv", csv(report)?)?;
     write("results.json", json(report)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::md_table;
+
+    #[test]
+    fn md_table_aligns_leading_columns_left_and_numbers_right() {
+        let mut out = String::new();
+        let body = [vec!["de".to_string(), "DE".to_string(), "8".to_string()]];
+        md_table(&mut out, &["cluster", "zone", "nodes"], 2, body.into_iter());
+        assert_eq!(
+            out,
+            "| cluster | zone | nodes |\n|---|---|---:|\n| de | DE | 8 |\n"
+        );
+    }
 }
