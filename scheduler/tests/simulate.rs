@@ -165,9 +165,9 @@ fn same_seed_gives_identical_output_and_another_seed_differs() {
     }
 }
 
-#[test]
-fn cli_runs_a_short_simulation_and_writes_the_reports() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// Runs `ecoplace simulate` for a quarter day, seed 5, `default,balanced`, with `extra`
+/// arguments; fails the test unless it succeeds, and returns its stdout.
+fn simulate_quarter_day(extra: &[&std::ffi::OsStr]) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ecoplace"))
         .args([
             "simulate",
@@ -177,17 +177,29 @@ fn cli_runs_a_short_simulation_and_writes_the_reports() {
             "5",
             "--policies",
             "default,balanced",
-            "--out",
         ])
-        .arg(dir.path())
+        .args(extra)
         .output()
         .expect("ecoplace runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout
+}
+
+/// The `results.json` written into `dir`.
+fn results_json(dir: &std::path::Path) -> serde_json::Value {
+    let json = std::fs::read_to_string(dir.join("results.json")).expect("results.json");
+    serde_json::from_str(&json).expect("json")
+}
+
+#[test]
+fn cli_runs_a_short_simulation_and_writes_the_reports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stdout = simulate_quarter_day(&["--out".as_ref(), dir.path().as_os_str()]);
     for needle in [
         "energy kWh",
         "carbon kgCO2e",
@@ -198,8 +210,7 @@ fn cli_runs_a_short_simulation_and_writes_the_reports() {
     ] {
         assert!(stdout.contains(needle), "missing `{needle}` in:\n{stdout}");
     }
-    let json = std::fs::read_to_string(dir.path().join("results.json")).expect("results.json");
-    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let v = results_json(dir.path());
     assert!(v["policies"]["balanced"]["carbon_kg"].is_number());
     let csv = std::fs::read_to_string(dir.path().join("results.csv")).expect("results.csv");
     assert!(
@@ -210,32 +221,14 @@ fn cli_runs_a_short_simulation_and_writes_the_reports() {
 
     // The written trace replays to the same figures.
     let again = tempfile::tempdir().expect("tempdir");
-    let out2 = std::process::Command::new(env!("CARGO_BIN_EXE_ecoplace"))
-        .args([
-            "simulate",
-            "--days",
-            "0.25",
-            "--seed",
-            "5",
-            "--policies",
-            "default,balanced",
-            "--trace",
-        ])
-        .arg(dir.path().join("trace.csv"))
-        .arg("--out")
-        .arg(again.path())
-        .output()
-        .expect("ecoplace runs");
-    assert!(
-        out2.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out2.stderr)
-    );
-    let replay: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(again.path().join("results.json")).expect("results.json"),
-    )
-    .expect("json");
-    assert_eq!(replay["policies"], v["policies"]);
+    let trace = dir.path().join("trace.csv");
+    simulate_quarter_day(&[
+        "--trace".as_ref(),
+        trace.as_os_str(),
+        "--out".as_ref(),
+        again.path().as_os_str(),
+    ]);
+    assert_eq!(results_json(again.path())["policies"], v["policies"]);
 
     // Bad input is a clear error, not a panic.
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_ecoplace"))
