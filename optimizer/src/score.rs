@@ -35,12 +35,9 @@ pub struct TargetScore {
     pub score: f64,
     /// Predicted incremental watts of the replica.
     pub incremental_watts: f64,
-    /// Per-replica objective terms (energy over the expected duration, carbon, latency,
-    /// migration).
-    pub replica: Objectives,
-    /// Cost of waking the target over the expected duration (zero when it is on).
-    pub wake: Objectives,
-    /// The marginal cost: `replica + wake`, in units.
+    /// The marginal cost in units: the replica's terms (energy over the expected duration,
+    /// carbon, latency, migration) plus the cost of waking the target over that duration
+    /// when it is off ([`cost::replica_cost`] + [`cost::wake_cost`]).
     pub units: Objectives,
     /// Weighted normalised contributions of each objective (measured from the best
     /// feasible target; zero when infeasible): the score's deductions.
@@ -109,8 +106,6 @@ pub fn score_targets_normalised<T: Borrow<Target>>(
             reasons,
             score: 0.0,
             incremental_watts: replica.incremental_watts,
-            replica: replica.terms,
-            wake,
             units,
             contributions: Contributions::default(),
         });
@@ -198,7 +193,7 @@ mod tests {
         assert!(!s[3].feasible && s[3].score == 0.0);
         assert!(matches!(s[3].reasons[0], Infeasibility::Latency { .. }));
         // Waking costs idle power over the workload's hour: 100 Wh more than awake.
-        assert!((s[2].wake.energy_wh - 100.0).abs() < 1e-9);
+        assert!((s[2].units.energy_wh - s[1].units.energy_wh - 100.0).abs() < 1e-9);
         // The worst feasible target loses every weighted point.
         let worst = s
             .iter()

@@ -2,13 +2,79 @@
 //!
 //! `extender-load-server serve NODES ADDR` serves the demo extender with NODES cached nodes;
 //! `extender-load-server names-body K NODES` and `extender-load-server nodes-body K` print
-//! kube-scheduler request bodies to stdout.
+//! kube-scheduler request bodies to stdout; `extender-load-server latency CALLS [FILTER]` times
+//! CALLS server-side calls per scenario whose name contains FILTER, one after another (as kube-scheduler's single
+//! scheduling loop makes them) and prints exact percentiles.
 
 use anyhow::{Context, Result, bail};
 use axum::serve::ListenerExt;
 use benches::extender::{names_body, nodes_body, service};
 use scheduler::config::Config;
+use scheduler::extender::Verb;
 use std::io::Write;
+use std::time::Instant;
+
+/// Times `calls` calls of `Extender::handle` (decode, decide, encode, the hop to a blocking
+/// thread under the deadline: the HTTP handler's whole body) per scenario.
+async fn latency(calls: usize, only: &str) -> Result<()> {
+    if calls == 0 {
+        bail!("CALLS must be at least 1");
+    }
+    let scenarios: [(&str, usize, Vec<Verb>, Vec<u8>); 3] = [
+        (
+            "prioritize 5000 names, 5000 cached",
+            5_000,
+            vec![Verb::Prioritize],
+            names_body(5_000, 5_000)?,
+        ),
+        (
+            "prioritize 230 names, 500 cached",
+            500,
+            vec![Verb::Prioritize],
+            names_body(230, 500)?,
+        ),
+        (
+            "filter+prioritize 500 full Nodes",
+            500,
+            vec![Verb::Filter, Verb::Prioritize],
+            nodes_body(500)?,
+        ),
+    ];
+    for (name, cache, verbs, body) in scenarios {
+        if !name.contains(only) {
+            continue;
+        }
+        let svc = service(Config::default(), cache).await?;
+        let ext = svc.extender;
+        let body = axum::body::Bytes::from(body);
+        let mut took = Vec::with_capacity(calls);
+        for i in 0..calls + calls / 10 {
+            let t = Instant::now();
+            for &verb in &verbs {
+                if let Err(e) = ext.handle(verb, body.clone()).await {
+                    bail!("{name}: {}", e.error);
+                }
+            }
+            // The first tenth warms caches and the allocator up and is not counted.
+            if i >= calls / 10 {
+                took.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+        }
+        took.sort_by(f64::total_cmp);
+        let q = |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)];
+        let mean = took.iter().sum::<f64>() / took.len() as f64;
+        println!(
+            "{name}: {} calls, mean {mean:.0} µs, p50 {:.0} µs, p90 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs",
+            took.len(),
+            q(0.50),
+            q(0.90),
+            q(0.99),
+            q(0.999),
+            took[took.len() - 1]
+        );
+    }
+    Ok(())
+}
 
 fn arg(args: &[String], i: usize, what: &str) -> Result<usize> {
     args.get(i)
@@ -42,8 +108,12 @@ async fn main() -> Result<()> {
             let body = nodes_body(arg(&args, 2, "K")?)?;
             std::io::stdout().write_all(&body)?;
         }
+        Some("latency") => {
+            let only = args.get(3).map(String::as_str).unwrap_or("");
+            latency(arg(&args, 2, "CALLS")?, only).await?
+        }
         _ => bail!(
-            "usage: extender-load-server serve NODES ADDR | names-body K NODES | nodes-body K"
+            "usage: extender-load-server serve NODES ADDR | names-body K NODES | nodes-body K | latency CALLS [FILTER]"
         ),
     }
     Ok(())

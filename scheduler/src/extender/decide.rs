@@ -1,6 +1,7 @@
 //! One extender decision: the pod's policy, its candidates as optimizer targets, one
 //! `score_targets` call, and per-node verdicts (pass/fail with reasons, 0..=10 score).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use optimizer::cost::Infeasibility;
@@ -8,7 +9,7 @@ use optimizer::{Objectives, PowerModel, Resources, Target, Workload, score_targe
 
 use super::fleet::{FailOpen, FleetView, NodeFact, target};
 use super::policy::{self, AnnotationWarning, PodPolicy};
-use super::wire::{Candidates, FilterResult, HostPriority, NodeListOut, Request};
+use super::wire::{Candidates, FilterResult, NodeListOut, Request, write_priorities};
 
 /// Score given to nodes ecoplace knows nothing about, and to every node when failing open.
 pub const NEUTRAL_SCORE: i64 = 5;
@@ -18,6 +19,8 @@ pub const NEUTRAL_SCORE: i64 = 5;
 pub struct Verdict<'a> {
     /// Node name (borrowed from the request).
     pub name: &'a str,
+    /// Whether the name can go back into JSON unescaped (it had no escape sequence).
+    pub verbatim: bool,
     /// Whether ecoplace knew the node (unknown nodes pass with a neutral score).
     pub known: bool,
     /// Why it fails (empty: it passes).
@@ -32,9 +35,10 @@ pub struct Verdict<'a> {
 
 impl<'a> Verdict<'a> {
     /// A node ecoplace has no opinion on: it passes with the neutral score.
-    fn neutral(name: &'a str) -> Self {
+    fn neutral((name, verbatim): (&'a str, bool)) -> Self {
         Self {
             name,
+            verbatim,
             known: false,
             reasons: Vec::new(),
             unresolvable: false,
@@ -61,7 +65,7 @@ pub struct Decision<'a> {
 
 impl<'a> Decision<'a> {
     /// Every candidate passes with the neutral score.
-    fn neutral(names: Vec<&'a str>, fail_open: Option<FailOpen>) -> Self {
+    fn neutral(names: Vec<(&'a str, bool)>, fail_open: Option<FailOpen>) -> Self {
         Self {
             verdicts: names.into_iter().map(Verdict::neutral).collect(),
             fail_open,
@@ -130,15 +134,12 @@ impl<'a> Decision<'a> {
         out
     }
 
-    /// The prioritize reply.
-    pub fn priorities(&self) -> Vec<HostPriority<'_>> {
-        self.verdicts
-            .iter()
-            .map(|v| HostPriority {
-                host: v.name,
-                score: v.score,
-            })
-            .collect()
+    /// Writes the prioritize reply (a bare array of `HostPriority`) into `out`.
+    pub fn write_priorities(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        write_priorities(
+            out,
+            self.verdicts.iter().map(|v| (v.name, v.verbatim, v.score)),
+        )
     }
 }
 
@@ -146,10 +147,17 @@ fn carbon(v: &Verdict) -> f64 {
     v.units.map_or(0.0, |u| u.carbon_g)
 }
 
-fn candidate_names<'a>(req: &'a Request<'_>) -> Vec<&'a str> {
+/// The candidates' names, each with whether it may be written back verbatim.
+fn candidate_names<'a>(req: &'a Request<'_>) -> Vec<(&'a str, bool)> {
     match &req.candidates {
-        Candidates::Names(n) => n.iter().map(|n| n.as_ref()).collect(),
-        Candidates::Nodes(n) => n.iter().map(|(n, _)| n.metadata.name.as_str()).collect(),
+        Candidates::Names(n) => n
+            .iter()
+            .map(|n| (n.as_str(), matches!(n.0, Cow::Borrowed(_))))
+            .collect(),
+        Candidates::Nodes(n) => n
+            .iter()
+            .map(|(n, _)| (n.metadata.name.as_str(), false))
+            .collect(),
     }
 }
 
@@ -183,7 +191,7 @@ pub fn decide<'a>(view: &FleetView, req: &'a Request<'_>, power: &dyn PowerModel
                 d.warnings = warnings;
                 return d;
             }
-            for n in &names {
+            for (n, _) in &names {
                 slot.push(view.index.get(*n).map(|&i| {
                     known.push(&view.targets[i]);
                     known.len() - 1
@@ -223,8 +231,8 @@ pub fn decide<'a>(view: &FleetView, req: &'a Request<'_>, power: &dyn PowerModel
     let verdicts = names
         .into_iter()
         .zip(slot)
-        .map(|(name, slot)| match slot {
-            None => Verdict::neutral(name),
+        .map(|((name, verbatim), slot)| match slot {
+            None => Verdict::neutral((name, verbatim)),
             Some(i) => {
                 let s = &scores[i];
                 let t = known[i];
@@ -239,6 +247,7 @@ pub fn decide<'a>(view: &FleetView, req: &'a Request<'_>, power: &dyn PowerModel
                 let score = if reasons.is_empty() { s.rounded() } else { 0 };
                 Verdict {
                     name,
+                    verbatim,
                     known: true,
                     reasons,
                     unresolvable,

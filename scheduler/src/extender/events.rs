@@ -405,6 +405,7 @@ mod tests {
     fn preferred_note_names_node_and_savings() {
         let v = Verdict {
             name: "node-3",
+            verbatim: true,
             known: true,
             reasons: Vec::new(),
             unresolvable: false,

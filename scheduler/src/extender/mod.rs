@@ -233,7 +233,7 @@ fn encode(
     let mut buf = Vec::with_capacity(request_len.min(1 << 26) + 64 * d.verdicts.len());
     match verb {
         Verb::Filter => serde_json::to_writer(&mut buf, &d.filter_result(req))?,
-        Verb::Prioritize => serde_json::to_writer(&mut buf, &d.priorities())?,
+        Verb::Prioritize => d.write_priorities(&mut buf)?,
     }
     Ok(buf)
 }

@@ -27,14 +27,69 @@ pub struct ExtenderArgs<'a> {
     /// Candidate node names (`nodeCacheCapable: true`), borrowed from the body unless
     /// escaped.
     #[serde(rename = "NodeNames", default, borrow)]
-    pub node_names: Option<Vec<Cow<'a, str>>>,
+    pub node_names: Option<Vec<NodeName<'a>>>,
+}
+
+/// A candidate node name as it came in the request.
+///
+/// serde's own `Cow<str>` impl always copies when the `Cow` sits inside a container, which
+/// cost one allocation per name; this type borrows whenever the JSON string has no escape
+/// sequence, and such a string can be written back verbatim (the JSON parser has already
+/// refused raw control characters, and a borrowed string holds no `"` or `\`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeName<'a>(pub Cow<'a, str>);
+
+impl NodeName<'_> {
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Appends the name as a JSON string: verbatim when borrowed, escaped by serde_json
+    /// otherwise.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        match &self.0 {
+            Cow::Borrowed(s) => {
+                out.push(b'"');
+                out.extend_from_slice(s.as_bytes());
+                out.push(b'"');
+                Ok(())
+            }
+            Cow::Owned(s) => serde_json::to_writer(out, s),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for NodeName<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = NodeName<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a node name (string)")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(NodeName(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(NodeName(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(NodeName(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
 }
 
 /// Which of the two candidate forms a request used.
 #[derive(Debug)]
 pub enum Candidates<'a> {
     /// Names only; node facts come from ecoplace's own watch.
-    Names(Vec<Cow<'a, str>>),
+    Names(Vec<NodeName<'a>>),
     /// Full Node objects, decoded, with their raw JSON.
     Nodes(Vec<(Node, &'a RawValue)>),
 }
@@ -334,9 +389,75 @@ pub struct HostPriority<'a> {
     pub score: i64,
 }
 
+/// Writes the prioritize reply, a bare JSON array of [`HostPriority`], straight into
+/// `out`: the bytes serde writes for `[HostPriority]`, without a per-entry serializer.
+/// Entries are (host, whether the host may be written verbatim, score).
+pub fn write_priorities<'h>(
+    out: &mut Vec<u8>,
+    entries: impl IntoIterator<Item = (&'h str, bool, i64)>,
+) -> Result<(), serde_json::Error> {
+    out.push(b'[');
+    for (i, (host, verbatim, score)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"Host\":");
+        if verbatim {
+            out.push(b'"');
+            out.extend_from_slice(host.as_bytes());
+            out.push(b'"');
+        } else {
+            serde_json::to_writer(&mut *out, host)?;
+        }
+        out.extend_from_slice(b",\"Score\":");
+        match u8::try_from(score) {
+            Ok(d @ 0..=9) => out.push(b'0' + d),
+            Ok(10) => out.extend_from_slice(b"10"),
+            _ => serde_json::to_writer(&mut *out, &score)?,
+        }
+        out.push(b'}');
+    }
+    out.push(b']');
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The direct writer and serde agree byte for byte, escapes and odd scores included;
+        /// names decoded from a request borrow exactly when they had no escape sequence.
+        #[test]
+        fn priorities_writer_matches_serde(
+            names in proptest::collection::vec(any::<String>(), 0..8),
+            scores in proptest::collection::vec(-3i64..120, 8),
+        ) {
+            let body = serde_json::to_vec(&serde_json::json!({"Pod": {}, "NodeNames": names}))
+                .unwrap();
+            let req = Request::decode(&body).unwrap();
+            let Candidates::Names(decoded) = &req.candidates else { panic!("names") };
+            let entries: Vec<(&str, bool, i64)> = decoded
+                .iter()
+                .zip(&scores)
+                .map(|(n, &s)| (n.as_str(), matches!(n.0, Cow::Borrowed(_)), s))
+                .collect();
+            for (n, e) in names.iter().zip(&entries) {
+                prop_assert_eq!(n.as_str(), e.0);
+                let escaped = serde_json::to_string(n).unwrap().len() != n.len() + 2;
+                prop_assert_eq!(e.1, !escaped);
+            }
+            let mut direct = Vec::new();
+            write_priorities(&mut direct, entries.iter().copied()).unwrap();
+            let hp: Vec<HostPriority> = entries
+                .iter()
+                .map(|&(host, _, score)| HostPriority { host, score })
+                .collect();
+            prop_assert_eq!(String::from_utf8(direct).unwrap(), serde_json::to_string(&hp).unwrap());
+        }
+    }
 
     use super::*;
 
