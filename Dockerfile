@@ -14,8 +14,9 @@ COPY . .
 RUN cargo build --release --locked -p scheduler --bin ecoplace \
  && cp target/release/ecoplace /ecoplace
 
-# Stage 2: distroless "cc" (glibc, libgcc_s, libstdc++ for HiGHS' C++ runtime if linked
-# dynamically, CA certificates), no shell, user nonroot (65532).
+# Stage 2: distroless "cc": glibc, libgcc_s and libstdc++ (`ldd ecoplace` lists
+# libstdc++.so.6, libgcc_s.so.1, libm.so.6, libc.so.6: HiGHS' C++ runtime is dynamic),
+# CA certificates; no shell; user nonroot (65532).
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /ecoplace /ecoplace
 # The shipped power model; use it with `power.onnxModel: /models/power-mlp.onnx`.
