@@ -1,5 +1,6 @@
 //! `ecoplace config`: print the configuration reference or the JSON Schema, or check a file.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -31,10 +32,10 @@ enum ConfigCommand {
 /// stderr and exits with status 1.
 pub fn run(args: ConfigArgs) -> Result<ExitCode> {
     match args.command {
-        ConfigCommand::Reference => print!("{}", reference::markdown()),
-        ConfigCommand::Schema => println!("{:#}", reference::json_schema()),
+        ConfigCommand::Reference => emit(&reference::markdown())?,
+        ConfigCommand::Schema => emit(&format!("{:#}\n", reference::json_schema()))?,
         ConfigCommand::Check { file } => match Config::load(&file) {
-            Ok(_) => println!("{}: ok", file.display()),
+            Ok(_) => emit(&format!("{}: ok\n", file.display()))?,
             Err(e) => {
                 eprintln!("{e}");
                 return Ok(ExitCode::FAILURE);
@@ -42,4 +43,13 @@ pub fn run(args: ConfigArgs) -> Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes to stdout; a closed pipe (`… | head`) is not an error.
+fn emit(text: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
