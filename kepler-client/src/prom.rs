@@ -16,26 +16,33 @@ use serde::{Deserialize, Serialize};
 use crate::error::TelemetryError;
 
 /// Connection settings for a Prometheus-compatible query endpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case", default)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Endpoint {
     /// Base URL, e.g. `http://thanos-query.monitoring:9090`.
     pub url: String,
     /// File holding a bearer token (re-read on every query, so rotated tokens work).
+    #[serde(alias = "bearer_token_file")]
     pub bearer_token_file: Option<String>,
     /// PEM file with extra CA certificates to trust.
+    #[serde(alias = "ca_file")]
     pub ca_file: Option<String>,
     /// PEM file with a client certificate and its private key (mutual TLS).
+    #[serde(alias = "client_cert_file")]
     pub client_cert_file: Option<String>,
     /// Timeout of one query attempt, in seconds.
+    #[serde(rename = "timeoutSeconds", alias = "timeout_s")]
     pub timeout_s: f64,
     /// Extra attempts after a transient failure (unreachable, timeout).
     pub retries: u32,
     /// Backoff before the first retry, in milliseconds; doubles on each retry.
+    #[serde(rename = "backoffMs", alias = "backoff_ms")]
     pub backoff_ms: u64,
-    /// Thanos Query: deduplicate replicas (`dedup=true`). `None` sends nothing.
+    /// Thanos Query: deduplicate replicas (`dedup=true`); unset sends nothing.
+    #[serde(alias = "thanos_dedup")]
     pub thanos_dedup: Option<bool>,
-    /// Thanos Query: accept partial responses (`partial_response`). `None` sends nothing.
+    /// Thanos Query: accept partial responses (`partial_response`); unset sends nothing.
+    #[serde(alias = "thanos_partial_response")]
     pub thanos_partial_response: Option<bool>,
 }
 
@@ -90,7 +97,7 @@ impl PromClient {
     pub fn new(endpoint: Endpoint) -> Result<Self, TelemetryError> {
         if !(endpoint.timeout_s.is_finite() && endpoint.timeout_s > 0.0) {
             return Err(config_err(
-                "timeout_s",
+                "timeoutSeconds",
                 "must be a positive number of seconds",
             ));
         }
@@ -100,7 +107,7 @@ impl PromClient {
         if let Some(ca) = &endpoint.ca_file {
             let pem = read_file(ca)?;
             for cert in reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| config_err("ca_file", format!("{ca}: {e}")))?
+                .map_err(|e| config_err("caFile", format!("{ca}: {e}")))?
             {
                 builder = builder.add_root_certificate(cert);
             }
@@ -108,7 +115,7 @@ impl PromClient {
         if let Some(cert) = &endpoint.client_cert_file {
             let pem = read_file(cert)?;
             let identity = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| config_err("client_cert_file", format!("{cert}: {e}")))?;
+                .map_err(|e| config_err("clientCertFile", format!("{cert}: {e}")))?;
             builder = builder.identity(identity);
         }
         let http = builder
@@ -261,7 +268,7 @@ impl PromClient {
     fn header_value(&self, auth: &str) -> Result<reqwest::header::HeaderValue, TelemetryError> {
         let mut v = reqwest::header::HeaderValue::from_str(auth).map_err(|_| {
             config_err(
-                "bearer_token_file",
+                "bearerTokenFile",
                 "token contains characters not allowed in an HTTP header",
             )
         })?;

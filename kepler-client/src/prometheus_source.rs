@@ -20,8 +20,8 @@ use crate::snapshot::{
 use crate::source::TelemetrySource;
 
 /// Settings for reading Kepler from a Prometheus-compatible store.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case", default)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct PrometheusConfig {
     /// Where to query and how to authenticate.
     #[serde(flatten)]
@@ -31,16 +31,22 @@ pub struct PrometheusConfig {
     /// Power zone to read (`package` by default; `psys` for whole-platform power).
     pub zone: PowerZone,
     /// Label that splits series by cluster (a Thanos external label).
+    #[serde(alias = "cluster_label")]
     pub cluster_label: String,
     /// Cluster name for series without the cluster label.
+    #[serde(alias = "default_cluster")]
     pub default_cluster: String,
     /// Label holding the node name; defaults to `node_name` (v0.10) or `instance` (v0.7).
+    #[serde(alias = "node_label")]
     pub node_label: Option<String>,
     /// How far back to fetch raw samples, seconds.
+    #[serde(rename = "lookbackSeconds", alias = "lookback_s")]
     pub lookback_s: u64,
     /// Window over which joule counters are turned into watts, seconds.
+    #[serde(rename = "rateWindowSeconds", alias = "rate_window_s")]
     pub rate_window_s: u64,
     /// Samples older than this are reported stale, seconds.
+    #[serde(rename = "staleAfterSeconds", alias = "stale_after_s")]
     pub stale_after_s: f64,
 }
 
@@ -60,6 +66,28 @@ impl Default for PrometheusConfig {
     }
 }
 
+impl PrometheusConfig {
+    /// Checks the settings without touching files or the network: `(field, reason)`.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if !(self.endpoint.timeout_s.is_finite() && self.endpoint.timeout_s > 0.0) {
+            return Err(("timeoutSeconds", "must be a positive number of seconds"));
+        }
+        if self.rate_window_s == 0 {
+            return Err(("rateWindowSeconds", "must be at least 1 second"));
+        }
+        if self.lookback_s < self.rate_window_s {
+            return Err(("lookbackSeconds", "must be at least rateWindowSeconds"));
+        }
+        if !(self.stale_after_s > 0.0 && self.stale_after_s < self.lookback_s as f64) {
+            return Err((
+                "staleAfterSeconds",
+                "must be positive and below lookbackSeconds (older samples are never fetched)",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Reads Kepler power from Prometheus or Thanos Query.
 #[derive(Debug, Clone)]
 pub struct PrometheusSource {
@@ -70,24 +98,12 @@ pub struct PrometheusSource {
 impl PrometheusSource {
     /// Builds the source (reads TLS files; does not contact the store yet).
     pub fn new(config: PrometheusConfig) -> Result<Self, TelemetryError> {
-        let invalid = |field: &str, message: &str| {
-            Err(TelemetryError::Config {
+        config
+            .check()
+            .map_err(|(field, message)| TelemetryError::Config {
                 field: field.into(),
                 message: message.into(),
-            })
-        };
-        if config.rate_window_s == 0 {
-            return invalid("rate_window_s", "must be at least 1 second");
-        }
-        if config.lookback_s < config.rate_window_s {
-            return invalid("lookback_s", "must be at least rate_window_s");
-        }
-        if !(config.stale_after_s > 0.0 && config.stale_after_s < config.lookback_s as f64) {
-            return invalid(
-                "stale_after_s",
-                "must be positive and below lookback_s (older samples are never fetched)",
-            );
-        }
+            })?;
         let client = PromClient::new(config.endpoint.clone())?;
         Ok(Self { client, config })
     }

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Which generation of Kepler exports the metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum KeplerSchema {
     /// Kepler v0.10 and later: `kepler_node_cpu_watts{zone,node_name}`, `kepler_pod_cpu_*`.
     #[serde(rename = "v0.10")]
@@ -40,7 +40,7 @@ impl std::str::FromStr for KeplerSchema {
 
 /// The RAPL/platform power zone to read. Zones overlap (psys ⊇ package ⊇ core), so
 /// exactly one is read and zones are never summed.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
 pub struct PowerZone(pub String);
 

@@ -1,8 +1,10 @@
 //! `ecoplace`: energy- and carbon-aware placement for Kubernetes and OCM.
 
+use std::process::ExitCode;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use scheduler::commands::{serve, simulate, telemetry};
+use scheduler::commands::{config, serve, simulate, telemetry};
 
 /// Energy- and carbon-aware placement for Kubernetes and Open Cluster Management.
 #[derive(Debug, Parser)]
@@ -29,10 +31,12 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Compare placement policies over a simulated week: energy, carbon, SLOs, latency.
     Simulate(simulate::SimulateArgs),
+    /// Configuration: `reference` (Markdown of every key), `schema`, `check FILE`.
+    Config(config::ConfigArgs),
 }
 
 #[tokio::main]
-async fn main() -> Result<()> {
+async fn main() -> Result<ExitCode> {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("ECOPLACE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -44,8 +48,10 @@ async fn main() -> Result<()> {
         LogFormat::Text => logs.init(),
     }
     match cli.command {
-        Command::Telemetry(args) => telemetry::run(*args).await,
-        Command::Serve(args) => serve::run(args).await,
-        Command::Simulate(args) => tokio::task::block_in_place(|| simulate::run(args)),
+        Command::Telemetry(args) => telemetry::run(*args).await?,
+        Command::Serve(args) => serve::run(args).await?,
+        Command::Simulate(args) => tokio::task::block_in_place(|| simulate::run(args))?,
+        Command::Config(args) => return config::run(args),
     }
+    Ok(ExitCode::SUCCESS)
 }

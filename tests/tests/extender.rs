@@ -23,12 +23,12 @@ fn config(prom_url: &str) -> Config {
 telemetry:
   prometheus:
     url: {prom_url}
-    timeout_s: 2.0
+    timeoutSeconds: 2.0
     retries: 1
-    backoff_ms: 50
-    lookback_s: 30
-    rate_window_s: 10
-    stale_after_s: 15.0
+    backoffMs: 50
+    lookbackSeconds: 30
+    rateWindowSeconds: 10
+    staleAfterSeconds: 15.0
   refreshSeconds: 1
   staleAfterSeconds: 4
 topology:

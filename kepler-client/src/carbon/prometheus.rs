@@ -10,14 +10,16 @@ use super::{CarbonCurves, CarbonError, CarbonIntensitySource, IntensityPoint};
 use crate::prom::PromClient;
 
 /// Which metric holds carbon intensity and how to read it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case", default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct PrometheusCarbonConfig {
     /// PromQL query returning gCO2e/kWh, one series per zone.
     pub query: String,
     /// Label of the query's series that holds the zone.
+    #[serde(alias = "zone_label")]
     pub zone_label: String,
     /// Resolution of range queries (forecasts), in seconds.
+    #[serde(rename = "stepSeconds", alias = "step_s")]
     pub step_s: f64,
 }
 
@@ -54,21 +56,31 @@ fn is_label_name(s: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-impl PrometheusCarbon {
-    /// A source querying through `client`; checks the configuration.
-    pub fn new(client: PromClient, config: PrometheusCarbonConfig) -> Result<Self, CarbonError> {
-        if config.query.trim().is_empty() {
-            return Err(config_err("query", "must not be empty"));
+impl PrometheusCarbonConfig {
+    /// Checks the settings without touching the network: `(field, reason)`.
+    pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.query.trim().is_empty() {
+            return Err(("query", "must not be empty"));
         }
-        if !is_label_name(&config.zone_label) {
-            return Err(config_err(
-                "zone_label",
+        if !is_label_name(&self.zone_label) {
+            return Err((
+                "zoneLabel",
                 "must be a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)",
             ));
         }
-        if !(config.step_s.is_finite() && config.step_s >= 0.001) {
-            return Err(config_err("step_s", "must be a positive number of seconds"));
+        if !(self.step_s.is_finite() && self.step_s >= 0.001) {
+            return Err(("stepSeconds", "must be a positive number of seconds"));
         }
+        Ok(())
+    }
+}
+
+impl PrometheusCarbon {
+    /// A source querying through `client`; checks the configuration.
+    pub fn new(client: PromClient, config: PrometheusCarbonConfig) -> Result<Self, CarbonError> {
+        config
+            .check()
+            .map_err(|(field, message)| config_err(field, message))?;
         Ok(Self { client, config })
     }
 
@@ -174,7 +186,7 @@ fn curve_from_range(
     }
     let step = TimeDelta::try_milliseconds((config.step_s * 1000.0).round() as i64)
         .filter(|d| *d > TimeDelta::zero())
-        .ok_or_else(|| config_err("step_s", "must be a positive number of seconds"))?;
+        .ok_or_else(|| config_err("stepSeconds", "must be a positive number of seconds"))?;
     let times: Vec<(i64, f64)> = by_ts
         .into_iter()
         .map(|(ms, (s, n))| (ms, s / n as f64))

@@ -4,10 +4,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub mod reference;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct Config {
     /// The extender's HTTP server.
@@ -27,7 +30,7 @@ pub struct Config {
 }
 
 /// Kubernetes Events on the pods ecoplace decides for (events.k8s.io/v1), rate-limited.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct EventsConfig {
     /// Write events at all (`EcoplaceAnnotationIgnored` warnings).
@@ -53,7 +56,7 @@ impl Default for EventsConfig {
 
 /// Grid carbon intensity sources: curves from files and constants (later ones override
 /// earlier zones), or a Prometheus metric with one series per zone.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct CarbonConfig {
     /// Load the embedded 2020 DE/FR/GB hourly curves (they cover 2020 only: replays, demos).
@@ -65,12 +68,12 @@ pub struct CarbonConfig {
     /// Per zone, a constant intensity in gCO2e/kWh.
     pub static_g_per_kwh: BTreeMap<String, f64>,
     /// A Prometheus metric with one series per zone, read over `telemetry.prometheus`'s
-    /// connection (keys `query`, `zone_label`, `step_s`); not combined with the fields above.
+    /// connection; not combined with the fields above.
     pub prometheus: Option<kepler_client::carbon::PrometheusCarbonConfig>,
 }
 
 /// HTTP server settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct ExtenderConfig {
     /// Listen address.
@@ -98,7 +101,7 @@ impl Default for ExtenderConfig {
 }
 
 /// PEM files for HTTPS.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TlsConfig {
     /// Certificate chain (PEM).
@@ -108,12 +111,11 @@ pub struct TlsConfig {
 }
 
 /// Telemetry settings.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct TelemetryConfig {
-    /// Prometheus or Thanos Query connection and Kepler schema settings (not needed with
-    /// `--demo`); keys as in `kepler_client::PrometheusConfig` (`url`, `bearer_token_file`,
-    /// `schema`, `zone`, `cluster_label`, …).
+    /// Prometheus or Thanos Query connection and Kepler schema settings (required unless
+    /// `ecoplace serve --demo`).
     pub prometheus: Option<kepler_client::PrometheusConfig>,
     /// The Kepler metrics' cluster label value for this cluster (multi-cluster Thanos);
     /// empty: the single cluster Prometheus reports.
@@ -136,10 +138,10 @@ impl Default for TelemetryConfig {
 }
 
 /// Mapping from node labels to carbon zones and user-region latency.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct TopologyConfig {
-    /// Label whose value keys the maps below.
+    /// Label whose value keys `carbonZones` and `latencyMs`.
     pub region_label: String,
     /// Fallback label (e.g. zone) when the region label is absent.
     pub zone_label: String,
@@ -164,14 +166,14 @@ impl Default for TopologyConfig {
 }
 
 /// Node power profiles.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct PowerConfig {
     /// Label naming a node's type.
     pub node_type_label: String,
     /// Profile per node type.
     pub node_types: BTreeMap<String, NodeProfile>,
-    /// Profile for types not listed (Kepler's idle power replaces `idleWatts` when known).
+    /// Profile for node types not listed in `nodeTypes`.
     pub default_profile: NodeProfile,
     /// ONNX power model; the fitted-curve model is used when absent or failing.
     pub onnx_model: Option<PathBuf>,
@@ -189,7 +191,7 @@ impl Default for PowerConfig {
 }
 
 /// A node type's power.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct NodeProfile {
     /// Power at 0 % CPU, watts.
@@ -211,7 +213,7 @@ impl Default for NodeProfile {
 }
 
 /// Pod policy defaults.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct PolicyConfig {
     /// Default weights preset.
@@ -245,7 +247,7 @@ impl Default for PolicyConfig {
 }
 
 /// A namespace's overrides.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct NamespacePolicy {
     /// Weights preset.
@@ -298,12 +300,20 @@ impl Config {
     /// Parses and checks YAML text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
         let de = serde_yaml::Deserializer::from_str(text);
-        let config: Config =
-            serde_path_to_error::deserialize(de).map_err(|e| ConfigError::Field {
+        let config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            // serde_yaml's message may start with the same path: say it once.
+            let reason = e.inner().to_string();
+            let reason = match reason.strip_prefix(&format!("{path}: ")) {
+                Some(rest) => rest.to_string(),
+                None => reason,
+            };
+            ConfigError::Field {
                 file: file.to_string(),
-                path: e.path().to_string(),
-                reason: e.inner().to_string(),
-            })?;
+                path,
+                reason,
+            }
+        })?;
         config
             .check()
             .map_err(|(path, reason)| ConfigError::Field {
@@ -323,8 +333,20 @@ impl Config {
                 format!("`{}` must start and not end with /", self.extender.prefix),
             );
         }
-        if self.extender.deadline_ms == 0 {
-            return field("extender.deadlineMs", "must be positive".into());
+        if !(1..MAX_DEADLINE_MS).contains(&self.extender.deadline_ms) {
+            return field(
+                "extender.deadlineMs",
+                format!(
+                    "{} must be in 1..{MAX_DEADLINE_MS} ms (kube-scheduler waits at most its httpTimeout)",
+                    self.extender.deadline_ms
+                ),
+            );
+        }
+        if let Some(Err((f, r))) = self.telemetry.prometheus.as_ref().map(|p| p.check()) {
+            return field(&format!("telemetry.prometheus.{f}"), r.into());
+        }
+        if let Some(Err((f, r))) = self.carbon.prometheus.as_ref().map(|p| p.check()) {
+            return field(&format!("carbon.prometheus.{f}"), r.into());
         }
         let positive = |v: f64| v.is_finite() && v > 0.0;
         if !positive(self.telemetry.refresh_seconds) {
@@ -425,6 +447,9 @@ impl Config {
     }
 }
 
+/// `extender.deadlineMs` must be below this: an extender deadline of a second or more
+/// would hold kube-scheduler's scheduling cycle for every pod.
+const MAX_DEADLINE_MS: u64 = 1000;
 /// Longest `events.minIntervalSeconds` accepted (a week).
 const MAX_EVENT_INTERVAL_S: f64 = 7.0 * 86_400.0;
 /// Slowest `events.maxPerSecond` accepted (one event every 1 000 s).
@@ -437,80 +462,4 @@ fn check_preset(path: &str, name: &str) -> Result<(), (String, String)> {
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    #[test]
-    fn empty_file_is_the_defaults() {
-        let c = Config::parse("{}", "x.yaml").unwrap();
-        assert_eq!(c.extender.listen, "0.0.0.0:8888");
-        assert_eq!(c.extender.prefix, "/scheduler");
-        assert_eq!(c.extender.deadline_ms, 250);
-    }
-
-    #[test]
-    fn errors_name_the_field_path() {
-        let e = Config::parse(
-            "policy:\n  namespaces:\n    batch:\n      objectiv: carbon\n",
-            "x.yaml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("policy.namespaces.batch"), "{e}");
-        assert!(e.contains("unknown field `objectiv`"), "{e}");
-        let e = Config::parse(
-            "policy:\n  namespaces:\n    batch:\n      objective: greenest\n",
-            "x.yaml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("policy.namespaces.batch.objective"), "{e}");
-        let e = Config::parse("extender:\n  deadlineMs: soon\n", "x.yaml")
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("extender.deadlineMs"), "{e}");
-        let e = Config::parse(
-            "power:\n  nodeTypes:\n    m5:\n      idleWatts: 300\n      maxWatts: 200\n",
-            "x.yaml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("power.nodeTypes.m5"), "{e}");
-    }
-
-    #[test]
-    fn events_section_defaults_and_checks() {
-        let c = Config::parse("{}", "x.yaml").unwrap();
-        assert!(c.events.enabled);
-        assert!(!c.events.explain);
-        assert_eq!(c.events.min_interval_seconds, 300.0);
-        assert_eq!(c.events.max_per_second, 10.0);
-        let c = Config::parse(
-            "events:\n  explain: true\n  minIntervalSeconds: 60\n  maxPerSecond: 2.5\n",
-            "x.yaml",
-        )
-        .unwrap();
-        assert!(c.events.explain && c.events.enabled);
-        assert_eq!(c.events.min_interval_seconds, 60.0);
-        assert_eq!(c.events.max_per_second, 2.5);
-        for (yaml, path) in [
-            (
-                "events:\n  minIntervalSeconds: -1\n",
-                "events.minIntervalSeconds",
-            ),
-            (
-                "events:\n  minIntervalSeconds: .inf\n",
-                "events.minIntervalSeconds",
-            ),
-            ("events:\n  maxPerSecond: 0\n", "events.maxPerSecond"),
-            ("events:\n  maxPerSecond: .nan\n", "events.maxPerSecond"),
-            ("events:\n  explian: true\n", "events"),
-            ("events:\n  enabled: maybe\n", "events.enabled"),
-        ] {
-            let e = Config::parse(yaml, "x.yaml").unwrap_err().to_string();
-            assert!(e.contains(&format!("x.yaml: {path}")), "{yaml}: {e}");
-        }
-    }
-}
+mod tests;

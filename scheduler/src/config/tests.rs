@@ -1,0 +1,130 @@
+//! Unit tests of parsing and semantic checks.
+
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+#[test]
+fn empty_file_is_the_defaults() {
+    let c = Config::parse("{}", "x.yaml").unwrap();
+    assert_eq!(c.extender.listen, "0.0.0.0:8888");
+    assert_eq!(c.extender.prefix, "/scheduler");
+    assert_eq!(c.extender.deadline_ms, 250);
+}
+
+#[test]
+fn errors_name_the_field_path() {
+    let e = Config::parse(
+        "policy:\n  namespaces:\n    batch:\n      objectiv: carbon\n",
+        "x.yaml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("policy.namespaces.batch"), "{e}");
+    assert!(e.contains("unknown field `objectiv`"), "{e}");
+    let e = Config::parse(
+        "policy:\n  namespaces:\n    batch:\n      objective: greenest\n",
+        "x.yaml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("policy.namespaces.batch.objective"), "{e}");
+    let e = Config::parse("extender:\n  deadlineMs: soon\n", "x.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("extender.deadlineMs"), "{e}");
+    let e = Config::parse(
+        "power:\n  nodeTypes:\n    m5:\n      idleWatts: 300\n      maxWatts: 200\n",
+        "x.yaml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("power.nodeTypes.m5"), "{e}");
+}
+
+#[test]
+fn events_section_defaults_and_checks() {
+    let c = Config::parse("{}", "x.yaml").unwrap();
+    assert!(c.events.enabled);
+    assert!(!c.events.explain);
+    assert_eq!(c.events.min_interval_seconds, 300.0);
+    assert_eq!(c.events.max_per_second, 10.0);
+    let c = Config::parse(
+        "events:\n  explain: true\n  minIntervalSeconds: 60\n  maxPerSecond: 2.5\n",
+        "x.yaml",
+    )
+    .unwrap();
+    assert!(c.events.explain && c.events.enabled);
+    assert_eq!(c.events.min_interval_seconds, 60.0);
+    assert_eq!(c.events.max_per_second, 2.5);
+    for (yaml, path) in [
+        (
+            "events:\n  minIntervalSeconds: -1\n",
+            "events.minIntervalSeconds",
+        ),
+        (
+            "events:\n  minIntervalSeconds: .inf\n",
+            "events.minIntervalSeconds",
+        ),
+        ("events:\n  maxPerSecond: 0\n", "events.maxPerSecond"),
+        ("events:\n  maxPerSecond: .nan\n", "events.maxPerSecond"),
+        ("events:\n  explian: true\n", "events"),
+        ("events:\n  enabled: maybe\n", "events.enabled"),
+    ] {
+        let e = Config::parse(yaml, "x.yaml").unwrap_err().to_string();
+        assert!(e.contains(&format!("x.yaml: {path}")), "{yaml}: {e}");
+    }
+}
+
+#[test]
+fn deadline_must_stay_below_a_second() {
+    assert!(Config::parse("extender:\n  deadlineMs: 999\n", "x.yaml").is_ok());
+    let e = Config::parse("extender:\n  deadlineMs: 1000\n", "x.yaml")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("x.yaml: extender.deadlineMs"), "{e}");
+}
+
+#[test]
+fn prometheus_keys_are_camel_case_with_snake_case_aliases() {
+    let camel = "telemetry:\n  prometheus:\n    url: http://t:9090\n    bearerTokenFile: /t\n    \
+                 timeoutSeconds: 2\n    lookbackSeconds: 30\n    rateWindowSeconds: 10\n    \
+                 staleAfterSeconds: 15\n    clusterLabel: k\ncarbon:\n  prometheus:\n    \
+                 zoneLabel: region\n    stepSeconds: 60\n";
+    let snake = "telemetry:\n  prometheus:\n    url: http://t:9090\n    bearer_token_file: /t\n    \
+                 timeout_s: 2\n    lookback_s: 30\n    rate_window_s: 10\n    \
+                 stale_after_s: 15\n    cluster_label: k\ncarbon:\n  prometheus:\n    \
+                 zone_label: region\n    step_s: 60\n";
+    for yaml in [camel, snake] {
+        let c = Config::parse(yaml, "x.yaml").unwrap();
+        let p = c.telemetry.prometheus.unwrap();
+        assert_eq!(p.endpoint.bearer_token_file.as_deref(), Some("/t"));
+        assert_eq!(p.endpoint.timeout_s, 2.0);
+        assert_eq!((p.lookback_s, p.rate_window_s), (30, 10));
+        assert_eq!(p.stale_after_s, 15.0);
+        assert_eq!(p.cluster_label, "k");
+        let cp = c.carbon.prometheus.unwrap();
+        assert_eq!((cp.zone_label.as_str(), cp.step_s), ("region", 60.0));
+    }
+    for (yaml, path) in [
+        (
+            "telemetry:\n  prometheus:\n    bearerTokenFiel: /t\n",
+            "telemetry.prometheus",
+        ),
+        (
+            "telemetry:\n  prometheus:\n    lookbackSeconds: 5\n",
+            "telemetry.prometheus.lookbackSeconds",
+        ),
+        (
+            "telemetry:\n  prometheus:\n    timeoutSeconds: 0\n",
+            "telemetry.prometheus.timeoutSeconds",
+        ),
+        (
+            "telemetry:\n  prometheus: {}\ncarbon:\n  prometheus:\n    zoneLabel: 1x\n",
+            "carbon.prometheus.zoneLabel",
+        ),
+    ] {
+        let e = Config::parse(yaml, "x.yaml").unwrap_err().to_string();
+        assert!(e.contains(&format!("x.yaml: {path}")), "{yaml}: {e}");
+    }
+}
