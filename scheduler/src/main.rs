@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use scheduler::commands::{serve, simulate, telemetry};
+use scheduler::commands::{report, serve, simulate, telemetry};
 
 /// Energy- and carbon-aware placement for Kubernetes and Open Cluster Management.
 #[derive(Debug, Parser)]
@@ -29,6 +29,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Compare placement policies over a simulated week: energy, carbon, SLOs, latency.
     Simulate(simulate::SimulateArgs),
+    /// Sustainability report of a fleet over a period from Kepler history: energy, carbon, savings.
+    Report(Box<report::ReportArgs>),
 }
 
 #[tokio::main]
@@ -46,6 +48,7 @@ async fn main() -> Result<()> {
     match cli.command {
         Command::Telemetry(args) => telemetry::run(*args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Report(args) => report::run(*args).await,
         Command::Simulate(args) => tokio::task::block_in_place(|| simulate::run(args)),
     }
 }

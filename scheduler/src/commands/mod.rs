@@ -1,5 +1,6 @@
 //! One module per `ecoplace` subcommand.
 
+pub mod report;
 pub mod serve;
 pub mod simulate;
 pub mod telemetry;

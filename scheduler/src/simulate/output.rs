@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::policy::Policy;
 use super::{PolicyResult, Report};
+use crate::report::md_table;
 
 /// What every reported figure means (printed under the table and in report.md).
 pub const LEGEND: &[(&str, &str)] = &[
@@ -249,21 +250,6 @@ pub fn markdown(report: &Report, command: &str) -> String {
     out
 }
 
-/// Appends a Markdown table: the first `left` columns left-aligned, the rest right-aligned
-/// (numbers).
-fn md_table(out: &mut String, head: &[&str], left: usize, body: impl Iterator<Item = Vec<String>>) {
-    let line = |cells: &[&str]| format!("| {} |", cells.join(" | "));
-    let _ = writeln!(out, "{}", line(head));
-    let align: Vec<&str> = (0..head.len())
-        .map(|i| if i < left { "---" } else { "---:" })
-        .collect();
-    let _ = writeln!(out, "|{}|", align.join("|"));
-    for row in body {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        let _ = writeln!(out, "{}", line(&cells));
-    }
-}
-
 /// One CSV row: a policy's scalar figures.
 #[derive(Debug, Serialize)]
 struct CsvRow<'a> {
@@ -324,20 +310,4 @@ pub fn write_all(report: &Report, dir: &Path, command: &str) -> Result<()> {
     write("results.csv", csv(report)?)?;
     write("results.json", json(report)?)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::md_table;
-
-    #[test]
-    fn md_table_aligns_leading_columns_left_and_numbers_right() {
-        let mut out = String::new();
-        let body = [vec!["de".to_string(), "DE".to_string(), "8".to_string()]];
-        md_table(&mut out, &["cluster", "zone", "nodes"], 2, body.into_iter());
-        assert_eq!(
-            out,
-            "| cluster | zone | nodes |\n|---|---|---:|\n| de | DE | 8 |\n"
-        );
-    }
 }
