@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeZone, Utc};
-use kepler_client::accounting::{Accountant, EnergyRequest, GroupBy, JOULES_PER_KWH};
+use chrono::{TimeZone, Utc};
+use kepler_client::accounting::{Accountant, EnergyRequest, GroupBy};
 use kepler_client::carbon::CarbonCurves;
 use kepler_client::prom::Endpoint;
 use kepler_client::simulated::{SimZone, history_openmetrics};
