@@ -81,45 +81,50 @@ pub fn md_table(
 impl Document {
     /// The document as Markdown (charts are named, not drawn: they are in the HTML).
     pub fn markdown(&self) -> String {
-        let mut out = format!("# {}\n", self.title);
-        for b in &self.blocks {
-            out.push('\n');
-            match b {
-                Block::Heading(h) => {
-                    let _ = writeln!(out, "## {h}");
+        format!("# {}\n{}", self.title, markdown_blocks(&self.blocks))
+    }
+}
+
+/// Blocks as Markdown, each after a blank line (charts are named, not drawn).
+pub fn markdown_blocks(blocks: &[Block]) -> String {
+    let mut out = String::new();
+    for b in blocks {
+        out.push('\n');
+        match b {
+            Block::Heading(h) => {
+                let _ = writeln!(out, "## {h}");
+            }
+            Block::Subheading(h) => {
+                let _ = writeln!(out, "### {h}");
+            }
+            Block::Text(t) => {
+                let _ = writeln!(out, "{t}");
+            }
+            Block::Facts(kv) => {
+                for (k, v) in kv {
+                    let _ = writeln!(out, "- {k}: {v}");
                 }
-                Block::Subheading(h) => {
-                    let _ = writeln!(out, "### {h}");
+            }
+            Block::List(items) => {
+                for i in items {
+                    let _ = writeln!(out, "- {i}");
                 }
-                Block::Text(t) => {
-                    let _ = writeln!(out, "{t}");
-                }
-                Block::Facts(kv) => {
-                    for (k, v) in kv {
-                        let _ = writeln!(out, "- {k}: {v}");
-                    }
-                }
-                Block::List(items) => {
-                    for i in items {
-                        let _ = writeln!(out, "- {i}");
-                    }
-                }
-                Block::Table(t) => {
-                    let head: Vec<&str> = t.head.iter().map(String::as_str).collect();
-                    md_table(&mut out, &head, t.left, t.rows.iter().cloned());
-                }
-                Block::Chart(c) => {
-                    let _ = writeln!(out, "_Chart in report.html: {}._", c.title);
-                }
-                Block::Legend(kv) => {
-                    for (k, v) in kv {
-                        let _ = writeln!(out, "- **{k}**: {v}");
-                    }
+            }
+            Block::Table(t) => {
+                let head: Vec<&str> = t.head.iter().map(String::as_str).collect();
+                md_table(&mut out, &head, t.left, t.rows.iter().cloned());
+            }
+            Block::Chart(c) => {
+                let _ = writeln!(out, "_Chart in report.html: {}._", c.title);
+            }
+            Block::Legend(kv) => {
+                for (k, v) in kv {
+                    let _ = writeln!(out, "- **{k}**: {v}");
                 }
             }
         }
-        out
     }
+    out
 }
 
 #[cfg(test)]
