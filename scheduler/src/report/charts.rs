@@ -7,8 +7,8 @@ use plotters::prelude::*;
 /// Chart size in SVG pixels.
 const SIZE: (u32, u32) = (900, 320);
 
-/// Series colours, in order (colour-blind-safe Okabe–Ito palette).
-const COLOURS: [RGBColor; 7] = [
+/// Series colours, in order (the Okabe–Ito palette, then darker tones).
+const COLOURS: [RGBColor; 10] = [
     RGBColor(0, 114, 178),
     RGBColor(213, 94, 0),
     RGBColor(0, 158, 115),
@@ -16,6 +16,9 @@ const COLOURS: [RGBColor; 7] = [
     RGBColor(230, 159, 0),
     RGBColor(86, 180, 233),
     RGBColor(0, 0, 0),
+    RGBColor(136, 34, 85),
+    RGBColor(120, 120, 120),
+    RGBColor(102, 102, 0),
 ];
 
 /// What the x axis shows.

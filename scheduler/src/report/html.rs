@@ -10,9 +10,9 @@ const CSS: &str = "body{font-family:system-ui,sans-serif;max-width:1000px;margin
 padding:0 1em;color:#222;line-height:1.4}h1{font-size:1.6em}h2{margin-top:1.6em;\
 border-bottom:1px solid #ddd}table{border-collapse:collapse;margin:.6em 0}\
 th,td{border:1px solid #ccc;padding:.25em .6em}th{background:#f3f3f3}td.n{text-align:right;\
-font-variant-numeric:tabular-nums}code{background:#f3f3f3;padding:0 .2em}\
-figure{margin:.8em 0}figure svg{max-width:100%;height:auto}dl.facts dt{font-weight:600;\
-float:left;clear:left;width:11em}dl.facts dd{margin-left:12em}dl.legend dt{font-weight:600}\
+font-variant-numeric:tabular-nums;white-space:nowrap}code{background:#f3f3f3;padding:0 .2em}\
+figure{margin:.8em 0}figure svg{max-width:100%;height:auto}dl.facts{display:grid;\
+grid-template-columns:13em 1fr;gap:.15em .8em}dl.facts dt{font-weight:600}dl.facts dd{margin:0}dl.legend dt{font-weight:600}\
 dl.legend dd{margin:0 0 .4em 1.5em}p.gap{color:#8a4b00}";
 
 /// Escapes text for HTML element content and attribute values.

@@ -189,11 +189,8 @@ pub fn pareto_blocks(p: &ParetoSummary, order: &[String]) -> Vec<Block> {
 /// time series (`Settings::record_steps`); without them the charts say there is no data.
 pub fn document(report: &Report, runs: &[PolicyRun], fleet: &Fleet, command: &str) -> Document {
     let mut b = vec![Block::Facts(facts(report, command))];
-    b.push(Block::Table(cluster_table(report)));
     b.push(Block::Heading("Results".into()));
     b.push(Block::Table(results_table(report)));
-    b.push(Block::Subheading("Details".into()));
-    b.push(Block::Table(details_table(report)));
     let (power, carbon, intensity) = hourly(report, runs, fleet);
     let x = XAxis::Time {
         origin: report.scenario.start,
@@ -219,6 +216,10 @@ pub fn document(report: &Report, runs: &[PolicyRun], fleet: &Fleet, command: &st
             "No Pareto front: it is computed when the report is written with --out.".into(),
         )),
     }
+    b.push(Block::Heading("Details".into()));
+    b.push(Block::Table(details_table(report)));
+    b.push(Block::Heading("Clusters".into()));
+    b.push(Block::Table(cluster_table(report)));
     b.push(Block::Heading("Policies".into()));
     b.push(Block::List(
         report
