@@ -78,6 +78,14 @@ async fn run(url: &str, from: DateTime<Utc>, to: DateTime<Utc>, extra: &[&str]) 
     report::run(Cli::parse_from(with_html).args).await.unwrap();
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg") && !page.contains("NaN"));
+    // To look at a report: ECOPLACE_KEEP_REPORT=DIR keeps the first HTML written (the
+    // whole day by namespace) as DIR/report.html.
+    if let Ok(keep) = std::env::var("ECOPLACE_KEEP_REPORT") {
+        let kept = std::path::Path::new(&keep).join("report.html");
+        if !kept.exists() {
+            std::fs::write(kept, &page).unwrap();
+        }
+    }
     serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
 }
 

@@ -53,6 +53,9 @@ pub struct Series {
     pub points: Vec<(f64, f64)>,
     /// How it is drawn.
     pub mark: Mark,
+    /// Palette index to draw it in (e.g. the same cluster on both axes); `None`: the
+    /// next colour in order.
+    pub colour: Option<usize>,
 }
 
 /// A chart: series against a left axis and optionally a right axis.
@@ -153,7 +156,7 @@ pub fn svg(chart: &Chart) -> Result<Option<String>> {
             .map_err(|e| err(&e))?;
         let mut colour = 0;
         for s in &chart.series {
-            let c = COLOURS[colour % COLOURS.len()];
+            let c = COLOURS[s.colour.unwrap_or(colour) % COLOURS.len()];
             colour += 1;
             let pts = finite(&s.points);
             let anno = match s.mark {
@@ -175,7 +178,7 @@ pub fn svg(chart: &Chart) -> Result<Option<String>> {
                 .draw()
                 .map_err(|e| err(&e))?;
             for s in series {
-                let c = COLOURS[colour % COLOURS.len()];
+                let c = COLOURS[s.colour.unwrap_or(colour) % COLOURS.len()];
                 colour += 1;
                 let pts = finite(&s.points);
                 let anno = match s.mark {
@@ -226,6 +229,7 @@ mod tests {
                 name: "de".into(),
                 points: vec![(0.0, 1.0), (1.0, f64::NAN), (2.0, 3.0)],
                 mark: Mark::Line,
+                colour: None,
             }],
             right: Some((
                 "gCO2e/kWh".into(),
@@ -233,6 +237,7 @@ mod tests {
                     name: "DE intensity".into(),
                     points: vec![(0.0, 300.0), (2.0, 350.0)],
                     mark: Mark::Dashed,
+                    colour: Some(0),
                 }],
             )),
         };

@@ -151,6 +151,7 @@ mod tests {
                         name: "front".into(),
                         points: vec![(1.0, 2.0), (2.0, 1.0)],
                         mark: Mark::Points,
+                        colour: None,
                     }],
                     right: None,
                 }),

@@ -79,7 +79,7 @@ pub fn md_table(
 }
 
 impl Document {
-    /// The document as Markdown (charts are named, not drawn: they are in the HTML).
+    /// The document as Markdown (charts are named, not drawn: the HTML draws them).
     pub fn markdown(&self) -> String {
         format!("# {}\n{}", self.title, markdown_blocks(&self.blocks))
     }
@@ -115,7 +115,7 @@ pub fn markdown_blocks(blocks: &[Block]) -> String {
                 md_table(&mut out, &head, t.left, t.rows.iter().cloned());
             }
             Block::Chart(c) => {
-                let _ = writeln!(out, "_Chart in report.html: {}._", c.title);
+                let _ = writeln!(out, "_Chart (drawn in the HTML report): {}._", c.title);
             }
             Block::Legend(kv) => {
                 for (k, v) in kv {

@@ -150,6 +150,16 @@ pub struct SustainabilityReport {
     pub gaps: Vec<String>,
 }
 
+/// The grouping's name as the command line spells it.
+fn group_name(g: GroupBy) -> &'static str {
+    match g {
+        GroupBy::Cluster => "cluster",
+        GroupBy::Node => "node",
+        GroupBy::Namespace => "namespace",
+        GroupBy::Pod => "pod",
+    }
+}
+
 fn rows(r: &EnergyReport) -> Vec<Row> {
     r.groups
         .iter()
@@ -209,7 +219,7 @@ pub async fn build(inputs: &Inputs<'_>, req: &ReportRequest) -> Result<Sustainab
         GroupBy::Namespace => by_ns.as_ref().map(rows).unwrap_or_default(),
         g => optional(
             accountant.energy(&energy(g)).await,
-            &format!("no {} energy", serde_json::to_string(&g)?.trim_matches('"')),
+            &format!("no {} energy", group_name(g)),
         )
         .as_ref()
         .map(rows)
@@ -347,8 +357,7 @@ impl SustainabilityReport {
         b.push(Block::Heading("Per cluster".into()));
         b.push(table(&self.clusters, false));
         if self.group_by != GroupBy::Cluster {
-            let g = serde_json::to_string(&self.group_by).unwrap_or_default();
-            b.push(Block::Heading(format!("Per {}", g.trim_matches('"'))));
+            b.push(Block::Heading(format!("Per {}", group_name(self.group_by))));
             if matches!(self.group_by, GroupBy::Namespace | GroupBy::Pod) {
                 b.push(Block::Text(
                     "Pod energy: active power only (idle power is never attributed to workloads), so these rows add up to less than the cluster totals.".into(),
@@ -400,7 +409,8 @@ impl SustainabilityReport {
         let per_cluster = |f: &dyn Fn(&WindowEnergy) -> Option<f64>, suffix: &str, mark| {
             self.series
                 .iter()
-                .map(|s| Series {
+                .enumerate()
+                .map(|(i, s)| Series {
                     name: format!("{}{suffix}", s.cluster),
                     points: s
                         .windows
@@ -408,6 +418,7 @@ impl SustainabilityReport {
                         .filter_map(|w| Some((mid(w), f(w)?)))
                         .collect(),
                     mark,
+                    colour: Some(i),
                 })
                 .collect::<Vec<_>>()
         };

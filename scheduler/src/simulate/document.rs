@@ -79,11 +79,13 @@ fn hourly(
             name: name.clone(),
             points: mean(|a| a.0),
             mark: Mark::Line,
+            colour: None,
         });
         carbon.push(Series {
             name,
             points: mean(|a| a.1),
             mark: Mark::Line,
+            colour: None,
         });
     }
     let intensity = fleet
@@ -99,6 +101,7 @@ fn hourly(
                 .map(|(h, a)| (h as f64 + 0.5, a.0 / a.1 as f64))
                 .collect(),
             mark: Mark::Dashed,
+            colour: None,
         })
         .collect();
     (power, carbon, intensity)
@@ -129,11 +132,13 @@ pub fn pareto_blocks(p: &ParetoSummary, order: &[String]) -> Vec<Block> {
         name: "Pareto front".into(),
         points: p.front.iter().map(xy).collect(),
         mark: Mark::Points,
+        colour: None,
     }];
     series.extend(p.policies.iter().map(|v| Series {
         name: format!("policy {}", v.source),
         points: vec![xy(v)],
         mark: Mark::Points,
+        colour: None,
     }));
     b.push(Block::Chart(Chart {
         title: "Carbon over the horizon (gCO2e) against mean user latency (ms)".into(),
