@@ -70,6 +70,9 @@ pub async fn run(args: ReportArgs) -> Result<()> {
     if args.to <= args.from {
         bail!("--to {} must be after --from {}", args.to, args.from);
     }
+    if !(args.pue.is_finite() && args.pue >= 1.0) {
+        bail!("--pue {} must be ≥ 1 (1 = IT energy only)", args.pue);
+    }
     if args.step_minutes <= 0 {
         bail!("--step-minutes must be positive");
     }
