@@ -45,39 +45,37 @@ fn avoided_counter(from: DateTime<Utc>, to: DateTime<Utc>, grams: f64) -> String
     out + "# EOF\n"
 }
 
-async fn run(url: &str, from: DateTime<Utc>, to: DateTime<Utc>, extra: &[&str]) -> Value {
+/// Runs `ecoplace report` over `[from, to]` with the three clusters' zones (unless `extra`
+/// gives its own `--cluster-zone`) and `extra`, in `format`; returns the file written.
+async fn render(
+    url: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    extra: &[&str],
+    format: &str,
+) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("report.json");
+    let path = dir.path().join(format!("report.{format}"));
+    let out = path.to_string_lossy().to_string();
     let (f, t) = (from.to_rfc3339(), to.to_rfc3339());
-    let mut argv = vec![
-        "report",
-        "--prometheus",
-        url,
-        "--from",
-        &f,
-        "--to",
-        &t,
-        "--cluster-zone",
-        "de=DE",
-        "--cluster-zone",
-        "fr=FR",
-        "--cluster-zone",
-        "gb=GB",
-        "--schema",
-        "v0.10",
-    ];
+    let mut argv = vec!["report", "--prometheus", url, "--from", &f, "--to", &t];
+    // The backfill holds counters only, no power gauges, so the schema is given:
+    // detection probes `kepler_node_cpu_watts`.
+    argv.extend(["--schema", "v0.10", "--format", format, "-o", &out]);
+    if !extra.contains(&"--cluster-zone") {
+        argv.extend(["--cluster-zone", "de=DE", "--cluster-zone", "fr=FR"]);
+        argv.extend(["--cluster-zone", "gb=GB"]);
+    }
     argv.extend(extra);
-    let out = json.to_string_lossy().to_string();
-    let mut with_json = argv.clone();
-    with_json.extend(["--format", "json", "-o", &out]);
-    report::run(Cli::parse_from(with_json).args).await.unwrap();
-    let html = dir.path().join("report.html");
-    let html_s = html.to_string_lossy().to_string();
-    let mut with_html = argv;
-    with_html.extend(["--format", "html", "-o", &html_s]);
-    report::run(Cli::parse_from(with_html).args).await.unwrap();
-    let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.contains("<svg") && !page.contains("NaN"));
+    report::run(Cli::parse_from(argv).args).await.unwrap();
+    std::fs::read_to_string(&path).unwrap()
+}
+
+/// The JSON report, after checking that the HTML one draws its charts without `NaN`.
+async fn run(url: &str, from: DateTime<Utc>, to: DateTime<Utc>, extra: &[&str]) -> Value {
+    let page = render(url, from, to, extra, "html").await;
+    assert_eq!(page.matches("<svg").count(), 2, "power and carbon charts");
+    assert!(!page.contains("NaN"));
     // To look at a report: ECOPLACE_KEEP_REPORT=DIR keeps the first HTML written (the
     // whole day by namespace) as DIR/report.html.
     if let Ok(keep) = std::env::var("ECOPLACE_KEEP_REPORT") {
@@ -86,7 +84,7 @@ async fn run(url: &str, from: DateTime<Utc>, to: DateTime<Utc>, extra: &[&str]) 
             std::fs::write(kept, &page).unwrap();
         }
     }
-    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
+    serde_json::from_str(&render(url, from, to, extra, "json").await).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -164,10 +162,46 @@ async fn report_totals_equal_the_integrals_of_backfilled_history() {
     assert_eq!(r["series"].as_array().unwrap().len(), 3);
     assert!(r["gaps"].as_array().unwrap().is_empty(), "{}", r["gaps"]);
 
-    // PUE scales energy and carbon. (The backfill holds counters only, no power gauges, so
-    // the schema is given: detection probes `kepler_node_cpu_watts`.)
+    // PUE scales energy and carbon.
     let p = run(&prom.url(), from, to, &["--pue", "1.5"]).await;
     assert!(within(p["total_kwh"].as_f64().unwrap(), 1.5 * kwh, 0.01));
+    assert!(within(
+        p["total_kg_co2e"].as_f64().unwrap(),
+        1.5 * grams / 1000.0,
+        0.01
+    ));
+
+    // CSV: one row per node, adding up to the fleet's energy.
+    let csv = render(&prom.url(), from, to, &["--group-by", "node"], "csv").await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "cluster,group,energy_kwh,carbon_kgco2e,g_per_kwh");
+    assert_eq!(lines.len(), 1 + fleet.nodes.len());
+    let csv_kwh: f64 = lines[1..]
+        .iter()
+        .map(|l| l.split(',').nth(2).unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(within(csv_kwh, kwh, 0.01), "{csv_kwh} vs {kwh}");
+
+    // A cluster without a zone: its carbon is unknown (`-`), the total covers the others
+    // and says so.
+    let only_de = ["--cluster-zone", "de=DE"];
+    let partial = run(&prom.url(), from, to, &only_de).await;
+    let de_kg = nodes["de"].1 / 1000.0;
+    assert!(within(
+        partial["total_kg_co2e"].as_f64().unwrap(),
+        de_kg,
+        0.01
+    ));
+    assert!(within(
+        partial["carbon_covered_kwh"].as_f64().unwrap(),
+        nodes["de"].0,
+        0.01
+    ));
+    let md = render(&prom.url(), from, to, &only_de, "md").await;
+    assert!(md.contains("some clusters have no known intensity"), "{md}");
+    let fr_row = md.lines().find(|l| l.starts_with("| fr | ")).unwrap();
+    assert!(fr_row.ends_with("| - | - |"), "{fr_row}");
+    assert!(md.contains("`fr` has no carbon zone"), "{md}");
 
     // Before the counter existed, avoided carbon is unknown and said so, never 0.
     let early = run(&prom.url(), from, from + Duration::hours(6), &[]).await;
