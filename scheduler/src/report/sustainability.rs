@@ -355,7 +355,7 @@ impl SustainabilityReport {
             ("Carbon avoided by ecoplace".into(), avoided),
         ]));
         b.push(Block::Heading("Per cluster".into()));
-        b.push(table(&self.clusters, false));
+        b.push(table(&self.clusters, false, "clusters"));
         if self.group_by != GroupBy::Cluster {
             b.push(Block::Heading(format!("Per {}", group_name(self.group_by))));
             if matches!(self.group_by, GroupBy::Namespace | GroupBy::Pod) {
@@ -363,7 +363,7 @@ impl SustainabilityReport {
                     "Pod energy: active power only (idle power is never attributed to workloads), so these rows add up to less than the cluster totals.".into(),
                 ));
             }
-            b.push(table(&self.groups, true));
+            b.push(table(&self.groups, true, "this grouping"));
         }
         b.push(Block::Heading(
             "Power, carbon and grid intensity over time".into(),
@@ -376,7 +376,7 @@ impl SustainabilityReport {
         b.push(Block::Text(
             "Pod energy: active power only (idle power is never attributed to workloads).".into(),
         ));
-        b.push(table(&self.top_namespaces, true));
+        b.push(table(&self.top_namespaces, true, "namespaces"));
         b.push(Block::Heading("Data gaps".into()));
         if self.gaps.is_empty() {
             b.push(Block::Text(
@@ -473,8 +473,14 @@ impl SustainabilityReport {
     }
 }
 
-/// A table of rows; `group` adds the group column.
-fn table(rows: &[Row], group: bool) -> Block {
+/// A table of rows (`group` adds the group column), or a line saying there is no data for
+/// `what` (the reason is under the gaps).
+fn table(rows: &[Row], group: bool, what: &str) -> Block {
+    if rows.is_empty() {
+        return Block::Text(format!(
+            "No energy data for {what} in the period (see the data gaps)."
+        ));
+    }
     let mut head = vec!["cluster".to_string()];
     if group {
         head.push("group".into());
