@@ -159,6 +159,9 @@ pub fn svg(chart: &Chart) -> Result<Option<String>> {
             let c = COLOURS[s.colour.unwrap_or(colour) % COLOURS.len()];
             colour += 1;
             let pts = finite(&s.points);
+            if pts.is_empty() {
+                continue; // nothing to draw: no legend entry either
+            }
             let anno = match s.mark {
                 Mark::Dashed => {
                     ctx.draw_series(DashedLineSeries::new(pts, 6, 4, c.stroke_width(2)))
@@ -181,6 +184,9 @@ pub fn svg(chart: &Chart) -> Result<Option<String>> {
                 let c = COLOURS[s.colour.unwrap_or(colour) % COLOURS.len()];
                 colour += 1;
                 let pts = finite(&s.points);
+                if pts.is_empty() {
+                    continue;
+                }
                 let anno = match s.mark {
                     Mark::Line => {
                         ctx.draw_secondary_series(LineSeries::new(pts, c.stroke_width(2)))

@@ -510,3 +510,88 @@ fn table(rows: &[Row], group: bool, what: &str) -> Block {
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+
+    fn window(from: DateTime<Utc>, h: i64, kwh: f64, g: Option<f64>) -> WindowEnergy {
+        WindowEnergy {
+            start: from + Duration::hours(h),
+            end: from + Duration::hours(h + 1),
+            kwh,
+            g_per_kwh: g,
+            g_co2e: g.map(|g| g * kwh),
+        }
+    }
+
+    #[test]
+    fn report_states_unknowns_instead_of_zeros() {
+        let from = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+        let row = |c: &str, kwh: f64, kg: Option<f64>| Row {
+            cluster: c.into(),
+            group: c.into(),
+            kwh,
+            kg_co2e: kg,
+            g_per_kwh: kg.map(|k| k * 1000.0 / kwh),
+        };
+        let clusters = vec![row("de", 2.0, Some(0.7)), row("lab", 1.0, None)];
+        let r = SustainabilityReport {
+            prometheus: "http://prom:9090".into(),
+            from,
+            to: from + Duration::hours(2),
+            step_s: 3600,
+            pue: 1.2,
+            schema: "v0.10".into(),
+            zone: "package".into(),
+            carbon_sources: "constant DE=350".into(),
+            group_by: GroupBy::Cluster,
+            total_kwh: 3.0,
+            total_kg_co2e: Some(0.7),
+            carbon_covered_kwh: 2.0,
+            mean_g_per_kwh: Some(350.0),
+            groups: clusters.clone(),
+            clusters,
+            top_namespaces: vec![],
+            series: vec![
+                ClusterSeries {
+                    cluster: "de".into(),
+                    zone: Some("DE".into()),
+                    windows: vec![
+                        window(from, 0, 1.0, Some(350.0)),
+                        window(from, 1, 1.0, Some(350.0)),
+                    ],
+                },
+                ClusterSeries {
+                    cluster: "lab".into(),
+                    zone: None,
+                    windows: vec![window(from, 0, 0.5, None), window(from, 1, 0.5, None)],
+                },
+            ],
+            carbon_avoided_kg: None,
+            gaps: vec!["cluster `lab` has no carbon zone: its emissions are unknown".into()],
+        };
+        let doc = r.document();
+        let md = doc.markdown();
+        assert!(md.contains("- Carbon avoided by ecoplace: unknown: `ecoplace_carbon_avoided_grams_total` has no data in the period"), "{md}");
+        assert!(
+            md.contains("0.700 kgCO2e (covers 2.000 of 3.000 kWh"),
+            "{md}"
+        );
+        assert!(md.contains("| lab | 1.000 | - | - |"), "{md}");
+        assert!(md.contains("No energy data for namespaces in the period"));
+        assert!(md.contains("- PUE: 1.2"));
+        let html = doc.html().unwrap();
+        assert_eq!(html.matches("<svg").count(), 2);
+        assert!(!html.contains("NaN"));
+        assert!(
+            !html.contains("lab kgCO2e/h"),
+            "no legend for a series without data"
+        );
+        let csv = r.csv().unwrap();
+        assert_eq!(csv.lines().nth(2), Some("lab,lab,1,,"));
+    }
+}
