@@ -30,6 +30,30 @@ fn split_pair<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str)> {
 }
 
 impl CarbonArgs {
+    /// The configured carbon sources in words.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if !self.no_embedded_carbon {
+            parts.push("embedded 2020 hourly grid intensity of DE, FR, GB (Wiesner et al., Middleware 2021)".to_string());
+        }
+        parts.extend(
+            self.forecast
+                .iter()
+                .map(|f| format!("carbon-aware-sdk forecast {}", f.display())),
+        );
+        parts.extend(self.csv.iter().map(|c| format!("CSV {c}")));
+        parts.extend(
+            self.statics
+                .iter()
+                .map(|s| format!("constant {s} gCO2e/kWh")),
+        );
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+
     /// Loads every configured source into one set of curves.
     pub fn load(&self) -> Result<CarbonCurves> {
         let csv = self

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use scheduler::commands::{config, serve, simulate, telemetry};
+use scheduler::commands::{config, report, serve, simulate, telemetry};
 
 /// Energy- and carbon-aware placement for Kubernetes and Open Cluster Management.
 #[derive(Debug, Parser)]
@@ -31,6 +31,8 @@ enum Command {
     Serve(serve::ServeArgs),
     /// Compare placement policies over a simulated week: energy, carbon, SLOs, latency.
     Simulate(simulate::SimulateArgs),
+    /// Sustainability report of a fleet over a period from Kepler history: energy, carbon, savings.
+    Report(Box<report::ReportArgs>),
     /// Configuration: `reference` (Markdown of every key), `schema`, `check FILE`.
     Config(config::ConfigArgs),
 }
@@ -50,6 +52,7 @@ async fn main() -> Result<ExitCode> {
     match cli.command {
         Command::Telemetry(args) => telemetry::run(*args).await?,
         Command::Serve(args) => serve::run(args).await?,
+        Command::Report(args) => report::run(*args).await?,
         Command::Simulate(args) => tokio::task::block_in_place(|| simulate::run(args))?,
         Command::Config(args) => return config::run(args),
     }

@@ -1,10 +1,13 @@
 //! The simulated fleet served as live Kepler exporters, one scrape job per cluster.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use kepler_client::KeplerSchema;
+use kepler_client::accounting::JOULES_PER_KWH;
+use kepler_client::carbon::CarbonCurves;
 use kepler_client::simulated::{EnergyCounters, SimZone, SimulatedFleet, render_text};
 
 use crate::prometheus::{ExporterGuard, ScrapeJob, serve_text};
@@ -46,4 +49,39 @@ pub async fn serve_fleet(
         guards.push(guard);
     }
     Ok(FleetExporters { jobs, guards })
+}
+
+/// Expected (kWh, gCO2e) per cluster: exact integrals of the fleet's node power (or its
+/// pods' power with `pods`), hour by hour against the same carbon curves.
+pub fn expected_per_cluster(
+    fleet: &SimulatedFleet,
+    curves: &CarbonCurves,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    pods: bool,
+) -> Result<BTreeMap<String, (f64, f64)>> {
+    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    let mut start = from;
+    while start < to {
+        let end = (start + chrono::Duration::hours(1)).min(to);
+        let joules = if pods {
+            let j = fleet.pod_energy_joules(start, end);
+            let mut per_node = vec![0.0; fleet.nodes.len()];
+            for (p, v) in fleet.pods.iter().zip(j) {
+                per_node[p.node] += v;
+            }
+            per_node
+        } else {
+            fleet.node_energy_joules(start, end)
+        };
+        for (n, j) in fleet.nodes.iter().zip(joules) {
+            let c = &fleet.clusters[n.cluster];
+            let g = curves.mean_over(&c.carbon_zone, start, end)?;
+            let e = out.entry(c.name.clone()).or_default();
+            e.0 += j / JOULES_PER_KWH;
+            e.1 += j / JOULES_PER_KWH * g;
+        }
+        start = end;
+    }
+    Ok(out)
 }

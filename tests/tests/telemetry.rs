@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeZone, Utc};
-use kepler_client::accounting::{Accountant, EnergyRequest, GroupBy, JOULES_PER_KWH};
+use chrono::{TimeZone, Utc};
+use kepler_client::accounting::{Accountant, EnergyRequest, GroupBy};
 use kepler_client::carbon::CarbonCurves;
 use kepler_client::prom::Endpoint;
 use kepler_client::simulated::{SimZone, history_openmetrics};
@@ -16,7 +16,7 @@ use kepler_client::{
     KeplerSchema, PrometheusConfig, PrometheusSource, SimulatedFleet, TelemetryError,
     TelemetrySource,
 };
-use tests::kepler::serve_fleet;
+use tests::kepler::{expected_per_cluster, serve_fleet};
 use tests::prometheus::PrometheusServer;
 
 fn config(url: String) -> PrometheusConfig {
@@ -156,41 +156,6 @@ async fn scraped_kepler_v07_matches_the_fleet() {
     scraped_snapshot_matches_fleet(KeplerSchema::V07).await;
 }
 
-/// Expected kWh and gCO2e per cluster: exact integrals of the fleet's power, hour by hour
-/// against the same carbon curves.
-fn expected_per_cluster(
-    fleet: &SimulatedFleet,
-    curves: &CarbonCurves,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    pods: bool,
-) -> BTreeMap<String, (f64, f64)> {
-    let mut out: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    let mut start = from;
-    while start < to {
-        let end = (start + chrono::Duration::hours(1)).min(to);
-        let joules = if pods {
-            let j = fleet.pod_energy_joules(start, end);
-            let mut per_node = vec![0.0; fleet.nodes.len()];
-            for (p, v) in fleet.pods.iter().zip(j) {
-                per_node[p.node] += v;
-            }
-            per_node
-        } else {
-            fleet.node_energy_joules(start, end)
-        };
-        for (n, j) in fleet.nodes.iter().zip(joules) {
-            let c = &fleet.clusters[n.cluster];
-            let g = curves.mean_over(&c.carbon_zone, start, end).unwrap();
-            let e = out.entry(c.name.clone()).or_default();
-            e.0 += j / JOULES_PER_KWH;
-            e.1 += j / JOULES_PER_KWH * g;
-        }
-        start = end;
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfilled_history_accounts_energy_and_carbon() {
     let fleet = SimulatedFleet::embedded(7);
@@ -226,8 +191,8 @@ async fn backfilled_history_accounts_energy_and_carbon() {
         .iter()
         .map(|c| (c.name.clone(), c.carbon_zone.clone()))
         .collect();
-    let nodes_truth = expected_per_cluster(&fleet, &curves, from, to, false);
-    let pods_truth = expected_per_cluster(&fleet, &curves, from, to, true);
+    let nodes_truth = expected_per_cluster(&fleet, &curves, from, to, false).unwrap();
+    let pods_truth = expected_per_cluster(&fleet, &curves, from, to, true).unwrap();
 
     for schema in KeplerSchema::ALL {
         let source = PrometheusSource::new(PrometheusConfig {

@@ -6,7 +6,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use chrono::{NaiveDate, TimeZone, Utc};
 
-use crate::simulate::{self, Fleet, GeneratorConfig, Policy, Scenario, Settings, output, trace};
+use crate::simulate::{
+    self, Fleet, GeneratorConfig, Policy, Scenario, Settings, output, pareto, trace,
+};
 
 /// Arguments of `ecoplace simulate`.
 #[derive(Debug, Clone, clap::Args)]
@@ -29,7 +31,8 @@ pub struct SimulateArgs {
     /// Trace file (CSV) to replay instead of the generated trace.
     #[arg(long)]
     pub trace: Option<PathBuf>,
-    /// Directory for report.md, results.csv, results.json and the trace replayed (trace.csv).
+    /// Directory for report.md, report.html, results.csv, results.json and the trace
+    /// replayed (trace.csv).
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -37,14 +40,17 @@ pub struct SimulateArgs {
 /// Runs `ecoplace simulate`.
 pub fn run(args: SimulateArgs) -> Result<()> {
     let began = Instant::now();
-    let scenario = scenario(&args)?;
-    let (report, _) = simulate::simulate(&scenario)?;
+    let mut scenario = scenario(&args)?;
+    // The HTML report's hourly charts need each step's node power.
+    scenario.settings.record_steps = args.out.is_some();
+    let (mut report, runs) = simulate::simulate(&scenario)?;
     print!("{}", output::table(&report));
     if let Some(dir) = &args.out {
-        output::write_all(&report, dir, &command_line())?;
+        report.pareto = Some(pareto::sweep(&scenario)?);
+        output::write_all(&report, &runs, &scenario.fleet, dir, &command_line())?;
         trace::write_csv(&scenario.trace, &dir.join("trace.csv"))?;
         println!(
-            "\nwrote {}/{{report.md,results.csv,results.json,trace.csv}}",
+            "\nwrote {}/{{report.md,report.html,results.csv,results.json,trace.csv}}",
             dir.display()
         );
     }

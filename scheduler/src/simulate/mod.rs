@@ -4,9 +4,11 @@
 //! carbon, SLOs, latency and migrations per policy. Deterministic for a seed.
 //! Model and formats: docs/simulate.md.
 
+pub mod document;
 pub mod engine;
 pub mod fleet;
 pub mod output;
+pub mod pareto;
 pub mod policy;
 pub mod results;
 pub mod trace;
@@ -99,6 +101,9 @@ pub struct Report {
     pub order: Vec<String>,
     /// Figures per policy name.
     pub policies: BTreeMap<String, PolicyResult>,
+    /// The carbon–latency Pareto front at the busiest hour (computed for written reports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pareto: Option<pareto::ParetoSummary>,
 }
 
 /// One policy's run, with its per-step records when asked for.
@@ -234,6 +239,7 @@ pub fn report(scenario: &Scenario, runs: &[PolicyRun]) -> Result<Report> {
         },
         order: runs.iter().map(|r| r.policy.name().to_string()).collect(),
         policies,
+        pareto: None,
     })
 }
 

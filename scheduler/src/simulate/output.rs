@@ -7,7 +7,8 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 
 use super::policy::Policy;
-use super::{PolicyResult, Report};
+use super::{Fleet, PolicyResult, PolicyRun, Report};
+use crate::report::{Table, markdown_blocks, md_table};
 
 /// What every reported figure means (printed under the table and in report.md).
 pub const LEGEND: &[(&str, &str)] = &[
@@ -126,54 +127,32 @@ pub fn table(report: &Report) -> String {
     out
 }
 
-/// The Markdown report.
-pub fn markdown(report: &Report, command: &str) -> String {
-    let s = &report.scenario;
-    let mut out = String::new();
-    let _ = writeln!(out, "# ecoplace simulate\n");
-    let _ = writeln!(out, "Command: `{command}`\n");
-    let _ = writeln!(
-        out,
-        "- Period: {} to {} ({}-minute steps), seed {}",
-        s.start.to_rfc3339(),
-        s.end.to_rfc3339(),
-        s.step_s / 60,
-        s.seed
-    );
-    let _ = writeln!(
-        out,
-        "- Fleet: {}: {} nodes, {} cores",
-        s.fleet, s.nodes, s.cores
-    );
-    let _ = writeln!(
-        out,
-        "- Trace: {}: {} services, {} batch jobs",
-        s.trace, s.services, s.batch_jobs
-    );
-    let _ = writeln!(
-        out,
-        "- Load: the trace requests {:.1} % of the fleet's cores on average, {:.1} % at its peak",
-        s.mean_requested_pct, s.peak_requested_pct
-    );
-    let _ = writeln!(out, "- Decisions priced with: {}\n", s.power_model);
-    md_table(
-        &mut out,
-        &["cluster", "zone", "nodes", "cores", "mean grid gCO2e/kWh"],
-        2,
-        s.clusters.iter().map(|c| {
-            vec![
-                c.name.clone(),
-                c.zone.clone(),
-                c.nodes.to_string(),
-                c.cores.to_string(),
-                format!("{:.1}", c.mean_g_per_kwh),
-            ]
-        }),
-    );
-    let _ = writeln!(out, "\n## Results\n");
-    md_table(
-        &mut out,
-        &[
+/// The clusters of the scenario: zone, size and mean grid intensity.
+pub fn cluster_table(report: &Report) -> Table {
+    Table {
+        head: strings(&["cluster", "zone", "nodes", "cores", "mean grid gCO2e/kWh"]),
+        left: 2,
+        rows: report
+            .scenario
+            .clusters
+            .iter()
+            .map(|c| {
+                vec![
+                    c.name.clone(),
+                    c.zone.clone(),
+                    c.nodes.to_string(),
+                    c.cores.to_string(),
+                    format!("{:.1}", c.mean_g_per_kwh),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// The policies side by side: energy, carbon, SLOs, latency, migrations, node-hours.
+pub fn results_table(report: &Report) -> Table {
+    Table {
+        head: strings(&[
             "policy",
             "energy kWh",
             "vs default",
@@ -185,28 +164,32 @@ pub fn markdown(report: &Report, command: &str) -> String {
             "p95 ms",
             "migrations",
             "node-hours",
-        ],
-        1,
-        rows(report).map(|(name, r)| {
-            vec![
-                name.to_string(),
-                format!("{:.1}", r.energy_kwh),
-                pct(r.energy_saving_pct),
-                format!("{:.1}", r.carbon_kg),
-                pct(r.carbon_saving_pct),
-                format!("{:.1}", r.mean_intensity_g_per_kwh),
-                r.slo_violations.to_string(),
-                format!("{:.1}", r.p50_latency_ms),
-                format!("{:.1}", r.p95_latency_ms),
-                r.migrations.to_string(),
-                format!("{:.1}", r.active_node_hours),
-            ]
-        }),
-    );
-    let _ = writeln!(out, "\n### Details\n");
-    md_table(
-        &mut out,
-        &[
+        ]),
+        left: 1,
+        rows: rows(report)
+            .map(|(name, r)| {
+                vec![
+                    name.to_string(),
+                    format!("{:.1}", r.energy_kwh),
+                    pct(r.energy_saving_pct),
+                    format!("{:.1}", r.carbon_kg),
+                    pct(r.carbon_saving_pct),
+                    format!("{:.1}", r.mean_intensity_g_per_kwh),
+                    r.slo_violations.to_string(),
+                    format!("{:.1}", r.p50_latency_ms),
+                    format!("{:.1}", r.p95_latency_ms),
+                    r.migrations.to_string(),
+                    format!("{:.1}", r.active_node_hours),
+                ]
+            })
+            .collect(),
+    }
+}
+
+/// The policies' detailed counts.
+pub fn details_table(report: &Report) -> Table {
+    Table {
+        head: strings(&[
             "policy",
             "replica-steps wanted",
             "over SLO",
@@ -218,24 +201,96 @@ pub fn markdown(report: &Report, command: &str) -> String {
             "power-downs",
             "MILP solves (failed)",
             "max request ratio",
-        ],
-        1,
-        rows(report).map(|(name, r)| {
-            vec![
-                name.to_string(),
-                r.replica_steps_wanted.to_string(),
-                r.replica_steps_over_slo.to_string(),
-                r.replica_steps_pending.to_string(),
-                r.batch_jobs.to_string(),
-                r.batch_deadline_misses.to_string(),
-                r.pods_started.to_string(),
-                r.node_wakes.to_string(),
-                r.node_power_downs.to_string(),
-                format!("{} ({})", r.milp_solves, r.milp_failures),
-                format!("{:.3}", r.max_request_ratio),
-            ]
-        }),
-    );
+        ]),
+        left: 1,
+        rows: rows(report)
+            .map(|(name, r)| {
+                vec![
+                    name.to_string(),
+                    r.replica_steps_wanted.to_string(),
+                    r.replica_steps_over_slo.to_string(),
+                    r.replica_steps_pending.to_string(),
+                    r.batch_jobs.to_string(),
+                    r.batch_deadline_misses.to_string(),
+                    r.pods_started.to_string(),
+                    r.node_wakes.to_string(),
+                    r.node_power_downs.to_string(),
+                    format!("{} ({})", r.milp_solves, r.milp_failures),
+                    format!("{:.3}", r.max_request_ratio),
+                ]
+            })
+            .collect(),
+    }
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn md(out: &mut String, t: &Table) {
+    let head: Vec<&str> = t.head.iter().map(String::as_str).collect();
+    md_table(out, &head, t.left, t.rows.iter().cloned());
+}
+
+/// The scenario in key–value lines (the reports' header).
+pub fn facts(report: &Report, command: &str) -> Vec<(String, String)> {
+    let s = &report.scenario;
+    vec![
+        ("Command".into(), format!("`{command}`")),
+        (
+            "Period".into(),
+            format!(
+                "{} to {} ({}-minute steps), seed {}",
+                s.start.to_rfc3339(),
+                s.end.to_rfc3339(),
+                s.step_s / 60,
+                s.seed
+            ),
+        ),
+        (
+            "Fleet".into(),
+            format!("{}: {} nodes, {} cores", s.fleet, s.nodes, s.cores),
+        ),
+        (
+            "Trace".into(),
+            format!(
+                "{}: {} services, {} batch jobs",
+                s.trace, s.services, s.batch_jobs
+            ),
+        ),
+        (
+            "Load".into(),
+            format!(
+                "the trace requests {:.1} % of the fleet's cores on average, {:.1} % at its peak",
+                s.mean_requested_pct, s.peak_requested_pct
+            ),
+        ),
+        ("Decisions priced with".into(), s.power_model.clone()),
+    ]
+}
+
+/// The Markdown report.
+pub fn markdown(report: &Report, command: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# ecoplace simulate\n");
+    let facts = facts(report, command);
+    let _ = writeln!(out, "{}: {}\n", facts[0].0, facts[0].1);
+    for (k, v) in &facts[1..] {
+        let _ = writeln!(out, "- {k}: {v}");
+    }
+    out.push('\n');
+    md(&mut out, &cluster_table(report));
+    let _ = writeln!(out, "\n## Results\n");
+    md(&mut out, &results_table(report));
+    let _ = writeln!(out, "\n### Details\n");
+    md(&mut out, &details_table(report));
+    if let Some(p) = &report.pareto {
+        out.push('\n');
+        out.push_str(&markdown_blocks(&super::document::pareto_blocks(
+            p,
+            &report.order,
+        )));
+    }
     let _ = writeln!(out, "\n## Policies\n");
     for name in &report.order {
         if let Some(p) = Policy::ALL.iter().find(|p| p.name() == name) {
@@ -247,21 +302,6 @@ pub fn markdown(report: &Report, command: &str) -> String {
         let _ = writeln!(out, "- **{k}**: {v}");
     }
     out
-}
-
-/// Appends a Markdown table: the first `left` columns left-aligned, the rest right-aligned
-/// (numbers).
-fn md_table(out: &mut String, head: &[&str], left: usize, body: impl Iterator<Item = Vec<String>>) {
-    let line = |cells: &[&str]| format!("| {} |", cells.join(" | "));
-    let _ = writeln!(out, "{}", line(head));
-    let align: Vec<&str> = (0..head.len())
-        .map(|i| if i < left { "---" } else { "---:" })
-        .collect();
-    let _ = writeln!(out, "|{}|", align.join("|"));
-    for row in body {
-        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
-        let _ = writeln!(out, "{}", line(&cells));
-    }
 }
 
 /// One CSV row: a policy's scalar figures.
@@ -313,31 +353,26 @@ pub fn json(report: &Report) -> Result<String> {
     Ok(serde_json::to_string_pretty(report)? + "\n")
 }
 
-/// Writes report.md, results.csv and results.json into `dir` (created if missing).
-pub fn write_all(report: &Report, dir: &Path, command: &str) -> Result<()> {
+/// Writes report.md, report.html, results.csv and results.json into `dir` (created if
+/// missing); the HTML charts need `runs` recorded with `Settings::record_steps`.
+pub fn write_all(
+    report: &Report,
+    runs: &[PolicyRun],
+    fleet: &Fleet,
+    dir: &Path,
+    command: &str,
+) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let write = |name: &str, text: String| {
         let p = dir.join(name);
         std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))
     };
     write("report.md", markdown(report, command))?;
+    write(
+        "report.html",
+        super::document::document(report, runs, fleet, command).html()?,
+    )?;
     write("results.csv", csv(report)?)?;
     write("results.json", json(report)?)?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::md_table;
-
-    #[test]
-    fn md_table_aligns_leading_columns_left_and_numbers_right() {
-        let mut out = String::new();
-        let body = [vec!["de".to_string(), "DE".to_string(), "8".to_string()]];
-        md_table(&mut out, &["cluster", "zone", "nodes"], 2, body.into_iter());
-        assert_eq!(
-            out,
-            "| cluster | zone | nodes |\n|---|---|---:|\n| de | DE | 8 |\n"
-        );
-    }
 }

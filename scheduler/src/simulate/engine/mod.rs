@@ -211,23 +211,7 @@ impl<'a> Sim<'a> {
 
     /// Carbon outlook of each cluster at `t`: now and a perfect hourly forecast.
     fn carbon_outlooks(&self, t: DateTime<Utc>) -> Result<Vec<CarbonOutlook>> {
-        let to = t + Duration::hours(self.settings.forecast_hours);
-        let mut out = Vec::with_capacity(self.fleet.clusters.len());
-        for c in &self.fleet.clusters {
-            let z = &c.carbon_zone;
-            let now = self.fleet.carbon.intensity_at(z, t)?;
-            let forecast = self
-                .fleet
-                .carbon
-                .forecast(z, t, to)
-                .map(|pts| pts.iter().map(|p| (p.start, p.g_per_kwh)).collect())
-                .unwrap_or_default();
-            out.push(CarbonOutlook {
-                now_g_per_kwh: now,
-                forecast,
-            });
-        }
-        Ok(out)
+        carbon_outlooks(self.fleet, self.settings, t)
     }
 
     fn finish_batch(&mut self, k: usize, t: DateTime<Utc>) {
@@ -306,23 +290,7 @@ impl<'a> Sim<'a> {
 
     /// The optimizer workload for one pod of trace workload `w`.
     fn workload(&self, w: usize) -> Workload {
-        let tw = &self.trace[w];
-        let mut out = Workload {
-            name: tw.name.clone(),
-            requests: Resources::new(tw.cpu, tw.memory_gib * GIB, 0.0),
-            replicas: 1,
-            ..Workload::default()
-        };
-        match tw.kind {
-            Kind::Service => {
-                out.expected_duration_s = self.settings.service_expected_s;
-                if let (Some(region), Some(slo)) = (&tw.region, tw.slo_ms) {
-                    out.latency_slo_ms.insert(region.clone(), slo);
-                }
-            }
-            Kind::Batch => out.expected_duration_s = tw.duration_s.unwrap_or(3600.0),
-        }
-        out
+        workload_of(&self.trace[w], self.settings)
     }
 
     /// CPU cores pod `pod` uses at `t`.
@@ -348,30 +316,11 @@ impl<'a> Sim<'a> {
     /// One optimizer target per node, as the extender would see it at `t`.
     fn targets(&self, t: DateTime<Utc>) -> Vec<Target> {
         let used = self.used_cores(t);
-        let regions = self.fleet.regions();
         (0..self.nodes.len())
             .map(|n| {
-                let node = &self.fleet.nodes[n];
-                let ty = self.fleet.node_type(n);
                 let rt = &self.nodes[n];
-                Target {
-                    name: node.name.clone(),
-                    kind: TargetKind::Node,
-                    capacity: Resources::new(ty.cores, ty.memory_gib * GIB, 0.0),
-                    allocated: rt.requested,
-                    idle_watts: ty.idle_watts(),
-                    max_watts: ty.max_watts(),
-                    utilisation: ty.utilisation(used[n]),
-                    powered_on: rt.on,
-                    node_type: ty.name.clone(),
-                    carbon: self.outlooks[node.cluster].clone(),
-                    labels: BTreeMap::new(),
-                    power_cap_watts: None,
-                    latency_ms: regions
-                        .iter()
-                        .filter_map(|r| Some((r.clone(), self.fleet.latency_ms(r, n)?)))
-                        .collect(),
-                }
+                let carbon = self.outlooks[self.fleet.nodes[n].cluster].clone();
+                node_target(self.fleet, n, rt.requested, used[n], rt.on, carbon)
             })
             .collect()
     }
@@ -516,4 +465,80 @@ impl<'a> Sim<'a> {
         }
         Ok(())
     }
+}
+
+/// The optimizer workload of one pod of a trace row (replicas 1; SLO from its region).
+pub fn workload_of(tw: &TraceWorkload, settings: &Settings) -> Workload {
+    let mut out = Workload {
+        name: tw.name.clone(),
+        requests: Resources::new(tw.cpu, tw.memory_gib * GIB, 0.0),
+        replicas: 1,
+        ..Workload::default()
+    };
+    match tw.kind {
+        Kind::Service => {
+            out.expected_duration_s = settings.service_expected_s;
+            if let (Some(region), Some(slo)) = (&tw.region, tw.slo_ms) {
+                out.latency_slo_ms.insert(region.clone(), slo);
+            }
+        }
+        Kind::Batch => out.expected_duration_s = tw.duration_s.unwrap_or(3600.0),
+    }
+    out
+}
+
+/// The optimizer target of node `n`: `allocated` requested, `used_cores` in use, awake or
+/// asleep, under the cluster's carbon outlook.
+pub fn node_target(
+    fleet: &Fleet,
+    n: usize,
+    allocated: Resources,
+    used_cores: f64,
+    powered_on: bool,
+    carbon: CarbonOutlook,
+) -> Target {
+    let ty = fleet.node_type(n);
+    Target {
+        name: fleet.nodes[n].name.clone(),
+        kind: TargetKind::Node,
+        capacity: Resources::new(ty.cores, ty.memory_gib * GIB, 0.0),
+        allocated,
+        idle_watts: ty.idle_watts(),
+        max_watts: ty.max_watts(),
+        utilisation: ty.utilisation(used_cores),
+        powered_on,
+        node_type: ty.name.clone(),
+        carbon,
+        labels: BTreeMap::new(),
+        power_cap_watts: None,
+        latency_ms: fleet
+            .regions()
+            .iter()
+            .filter_map(|r| Some((r.clone(), fleet.latency_ms(r, n)?)))
+            .collect(),
+    }
+}
+
+/// Carbon outlook of each cluster at `t`: now and a perfect hourly forecast.
+pub fn carbon_outlooks(
+    fleet: &Fleet,
+    settings: &Settings,
+    t: DateTime<Utc>,
+) -> Result<Vec<CarbonOutlook>> {
+    let to = t + Duration::hours(settings.forecast_hours);
+    let mut out = Vec::with_capacity(fleet.clusters.len());
+    for c in &fleet.clusters {
+        let z = &c.carbon_zone;
+        let now = fleet.carbon.intensity_at(z, t)?;
+        let forecast = fleet
+            .carbon
+            .forecast(z, t, to)
+            .map(|pts| pts.iter().map(|p| (p.start, p.g_per_kwh)).collect())
+            .unwrap_or_default();
+        out.push(CarbonOutlook {
+            now_g_per_kwh: now,
+            forecast,
+        });
+    }
+    Ok(out)
 }
