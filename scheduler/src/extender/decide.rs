@@ -228,6 +228,7 @@ pub fn decide<'a>(view: &FleetView, req: &'a Request<'_>, power: &dyn PowerModel
         Ok(s) => s,
         Err(_) => return Decision::neutral(names, Some(FailOpen::DecisionFailed)),
     };
+    let has_hard_rules = policy.min_memory_bytes.is_some() || !policy.required_labels.is_empty();
     let verdicts = names
         .into_iter()
         .zip(slot)
@@ -241,7 +242,11 @@ pub fn decide<'a>(view: &FleetView, req: &'a Request<'_>, power: &dyn PowerModel
                     .reasons
                     .iter()
                     .all(|r| matches!(r, Infeasibility::Capacity { .. }));
-                let hard = hard_policy(&policy, t);
+                let hard = if has_hard_rules {
+                    hard_policy(&policy, t)
+                } else {
+                    Vec::new()
+                };
                 let unresolvable = !hard.is_empty() || !capacity_only;
                 reasons.extend(hard);
                 let score = if reasons.is_empty() { s.rounded() } else { 0 };
