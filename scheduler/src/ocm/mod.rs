@@ -92,7 +92,10 @@ impl OcmConfig {
             return field("periodSeconds", "must be positive".into());
         }
         if !(self.reference_cpu_cores.is_finite() && self.reference_cpu_cores > 0.0) {
-            return field("referenceCpuCores", "must be a positive number of cores".into());
+            return field(
+                "referenceCpuCores",
+                "must be a positive number of cores".into(),
+            );
         }
         if let Some(o) = &self.objective {
             optimizer::Weights::preset(o).map_err(|e| ("objective".to_string(), e.to_string()))?;
@@ -131,4 +134,49 @@ fn is_dns_subdomain(s: &str) -> bool {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
+}
+
+/// Inputs of a running publisher, shared with `serve` when both run in one process.
+pub struct Inputs {
+    /// Hub apiserver client.
+    pub client: kube::Client,
+    /// Kepler telemetry.
+    pub refresher: std::sync::Arc<kepler_client::Refresher>,
+    /// Grid carbon intensity.
+    pub carbon: std::sync::Arc<dyn kepler_client::carbon::CarbonIntensitySource>,
+    /// Configuration.
+    pub config: std::sync::Arc<crate::config::Config>,
+    /// Clock.
+    pub clock: kepler_client::refresher::Clock,
+    /// Metrics.
+    pub metrics: metrics::OcmMetrics,
+}
+
+/// Joins the Lease election (`ocm.lease`; namespace from the config or `POD_NAMESPACE`)
+/// and starts the publisher loop; the returned [`leader::Leadership`] must be kept alive.
+pub async fn spawn(inputs: Inputs) -> anyhow::Result<leader::Leadership> {
+    use anyhow::Context;
+    let lease = &inputs.config.ocm.lease;
+    let namespace = lease
+        .namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .filter(|n| !n.is_empty())
+        .context("ocm.lease.namespace: not set and no POD_NAMESPACE in the environment")?;
+    let identity = leader::identity();
+    let leadership = leader::Leadership::join(inputs.client.clone(), lease, &namespace, &identity)
+        .await
+        .with_context(|| format!("joining Lease {namespace}/{}", lease.name))?;
+    tracing::info!(%identity, lease = %lease.name, %namespace, "OCM score publisher started");
+    let publisher = publisher::Publisher {
+        client: inputs.client,
+        refresher: inputs.refresher,
+        carbon: inputs.carbon,
+        config: inputs.config,
+        clock: inputs.clock,
+        power: std::sync::Arc::new(optimizer::power::CurvePowerModel::new()),
+        metrics: inputs.metrics,
+    };
+    tokio::spawn(publisher.run(leadership.subscribe()));
+    Ok(leadership)
 }
