@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, Time};
-use kube::core::{ClusterResourceScope, NamespaceResourceScope};
+use kube::core::{ClusterResourceScope, NamespaceResourceScope, TypeMeta};
 use serde::{Deserialize, Serialize};
 
 /// The API group of both kinds.
@@ -41,6 +41,9 @@ pub fn chrono_time(t: &Time) -> Option<chrono::DateTime<chrono::Utc>> {
 /// A bundle of scores of one managed cluster, in that cluster's namespace on the hub.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AddOnPlacementScore {
+    /// `apiVersion` and `kind` (the apiserver rejects a create without them).
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub types: Option<TypeMeta>,
     /// Object metadata (namespace = the managed cluster's name).
     pub metadata: ObjectMeta,
     /// The scores, their expiry and conditions.
@@ -86,6 +89,7 @@ impl AddOnPlacementScore {
     /// An empty object named `name` in namespace `cluster` (what create-if-absent posts).
     pub fn new(cluster: &str, name: &str) -> Self {
         Self {
+            types: Some(TypeMeta::resource::<Self>()),
             metadata: ObjectMeta {
                 name: Some(name.to_string()),
                 namespace: Some(cluster.to_string()),
@@ -230,6 +234,8 @@ mod tests {
         assert_eq!(
             v,
             json!({
+                "apiVersion": "cluster.open-cluster-management.io/v1alpha1",
+                "kind": "AddOnPlacementScore",
                 "metadata": {"name": "ecoplace", "namespace": "c1"},
                 "status": {
                     "conditions": [{

@@ -207,7 +207,13 @@ impl Publisher {
         let region = mc.labels().get(&c.ocm.region_label).cloned();
         let zone = region
             .as_ref()
-            .map(|r| c.topology.carbon_zones.get(r).cloned().unwrap_or_else(|| r.clone()))
+            .map(|r| {
+                c.topology
+                    .carbon_zones
+                    .get(r)
+                    .cloned()
+                    .unwrap_or_else(|| r.clone())
+            })
             .or_else(|| c.topology.default_carbon_zone.clone());
         let Some(zone) = zone else {
             return Err(Skip::CarbonMissing(format!(
@@ -254,7 +260,10 @@ impl Publisher {
             let current = match api.get_opt(name).await? {
                 Some(o) => o,
                 None => match api
-                    .create(&PostParams::default(), &AddOnPlacementScore::new(cluster, name))
+                    .create(
+                        &PostParams::default(),
+                        &AddOnPlacementScore::new(cluster, name),
+                    )
                     .await
                 {
                     Ok(o) => o,
@@ -270,6 +279,7 @@ impl Publisher {
                 return Ok(());
             }
             let mut obj = current;
+            obj.types = Some(kube::core::TypeMeta::resource::<AddOnPlacementScore>());
             obj.status = Some(status);
             match api.replace_status(name, &PostParams::default(), &obj).await {
                 Ok(_) => return Ok(()),

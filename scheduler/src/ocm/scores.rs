@@ -307,7 +307,8 @@ pub fn score_clusters(
                     .push(AddOnPlacementScoreItem::new(name.clone(), to_ocm(s.score)));
             } else {
                 let why: Vec<String> = s.reasons.iter().map(ToString::to_string).collect();
-                o.notes.push(format!("no `{name}` score: {}", why.join("; ")));
+                o.notes
+                    .push(format!("no `{name}` score: {}", why.join("; ")));
             }
         }
     }

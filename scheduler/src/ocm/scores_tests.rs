@@ -140,13 +140,7 @@ fn cleaner_grid_scores_higher_and_equal_energy_ties_at_the_top() {
         facts("mid", 250.0, &[("eu", 40.0)]),
         facts("coal", 450.0, &[]),
     ];
-    let out = score_clusters(
-        &f,
-        &options(&["eu"], None),
-        at(),
-        &CurvePowerModel::new(),
-    )
-    .unwrap();
+    let out = score_clusters(&f, &options(&["eu"], None), at(), &CurvePowerModel::new()).unwrap();
     let s: Vec<&Scored> = out.iter().map(|r| r.as_ref().unwrap()).collect();
     assert_eq!(value(s[0], CARBON), Some(100));
     assert_eq!(value(s[1], CARBON), Some(0));
