@@ -113,7 +113,8 @@ pub fn cluster_power(
         ));
     };
     let age = snap.age_s(now);
-    if !(age <= stale_after_s) {
+    // A NaN age (a broken clock) is stale too.
+    if age.is_nan() || age > stale_after_s {
         return Err(Skip::TelemetryStale(format!(
             "telemetry snapshot is {age:.0} s old (stale after {stale_after_s:.0} s)"
         )));

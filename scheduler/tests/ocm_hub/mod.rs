@@ -229,14 +229,14 @@ async fn handle(
                     .as_str()
                     .map(str::to_string);
                 let wanted = body["spec"]["holderIdentity"].as_str();
-                if let (Some(h), Some(w)) = (held.as_deref(), wanted) {
-                    if h != w {
-                        return status(
-                            StatusCode::CONFLICT,
-                            "Conflict",
-                            "Apply failed with 1 conflict: conflict with another manager: .spec.holderIdentity",
-                        );
-                    }
+                if let (Some(h), Some(w)) = (held.as_deref(), wanted)
+                    && h != w
+                {
+                    return status(
+                        StatusCode::CONFLICT,
+                        "Conflict",
+                        "Apply failed with 1 conflict: conflict with another manager: .spec.holderIdentity",
+                    );
                 }
             }
             merge(stored, &body);
