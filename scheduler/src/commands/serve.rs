@@ -40,6 +40,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     } else {
         service::live(config).await?
     };
+    if parts.config.ocm.enabled && args.demo {
+        tracing::warn!("ocm.enabled is ignored with --demo: the score publisher needs an OCM hub");
+    }
     let ocm_parts = (parts.config.ocm.enabled && !args.demo)
         .then(|| (parts.carbon.clone(), parts.clock.clone()));
     let svc = Service::start(parts, Duration::from_secs(1)).await?;

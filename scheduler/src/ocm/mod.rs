@@ -180,3 +180,28 @@ pub async fn spawn(inputs: Inputs) -> anyhow::Result<leader::Leadership> {
     tokio::spawn(publisher.run(leadership.subscribe()));
     Ok(leadership)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use crate::config::Config;
+
+    fn err(yaml: &str) -> String {
+        Config::parse(yaml, "t.yaml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn ocm_section_is_checked_with_field_paths() {
+        let ok = Config::parse("ocm: {enabled: true, userRegions: [eu-west]}", "t.yaml").unwrap();
+        assert!(ok.ocm.enabled);
+        assert!(err("ocm: {scoreResourceName: Eco_Place}").contains("ocm.scoreResourceName"));
+        assert!(err("ocm: {periodSeconds: 0}").contains("ocm.periodSeconds"));
+        assert!(err("ocm: {objective: greenest}").contains("ocm.objective"));
+        assert!(
+            err("ocm: {lease: {durationSeconds: 5, renewBeforeSeconds: 5}}").contains("ocm.lease")
+        );
+        assert!(err("ocm: {userRegions: [\"a b\"]}").contains("ocm.userRegions"));
+        assert!(err("ocm: {enable: true}").contains("enable"));
+    }
+}

@@ -374,3 +374,69 @@ async fn outlook(
         forecast,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use crate::ocm::crd::AddOnPlacementScoreItem;
+    use chrono::TimeZone;
+
+    fn at(min: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 29, 6, min, 0).unwrap()
+    }
+
+    fn scored(value: i32) -> Result<Scored, Skip> {
+        Ok(Scored {
+            items: vec![AddOnPlacementScoreItem::new("ecoplace", value)],
+            notes: vec!["no `latency-us` score: latency from us unknown (SLO set)".into()],
+        })
+    }
+
+    #[test]
+    fn fresh_scores_are_valid_for_two_periods() {
+        let s = next_status(None, &scored(40), at(0), 60);
+        assert_eq!(s.scores, [AddOnPlacementScoreItem::new("ecoplace", 40)]);
+        assert_eq!(s.valid_until, Some(kube_time(at(2))));
+        let c = &s.conditions[0];
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", PUBLISHED));
+        assert!(c.message.contains("latency-us"), "{}", c.message);
+        assert_eq!(c.last_transition_time, kube_time(at(0)));
+    }
+
+    #[test]
+    fn a_skip_keeps_old_scores_and_expiry_and_says_why() {
+        let first = next_status(None, &scored(40), at(0), 60);
+        let skip = Err(Skip::TelemetryStale("snapshot is 900 s old".into()));
+        let s = next_status(Some(&first), &skip, at(1), 60);
+        assert_eq!(s.scores, first.scores);
+        assert_eq!(s.valid_until, first.valid_until);
+        let c = &s.conditions[0];
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "TelemetryStale")
+        );
+        assert!(c.message.contains("900 s old"));
+        assert_eq!(c.last_transition_time, kube_time(at(1)));
+        // Still stale a minute later: same transition time.
+        let again = next_status(Some(&s), &skip, at(2), 60);
+        assert_eq!(again.conditions[0].last_transition_time, kube_time(at(1)));
+        // Never scored: nothing to keep, already expired.
+        let none = next_status(None, &skip, at(3), 60);
+        assert!(none.scores.is_empty());
+        assert_eq!(none.valid_until, Some(kube_time(at(3))));
+    }
+
+    #[test]
+    fn other_writers_conditions_are_kept() {
+        let mut prev = next_status(None, &scored(1), at(0), 60);
+        let mut other = prev.conditions[0].clone();
+        other.type_ = "SomethingElse".into();
+        prev.conditions.push(other);
+        let s = next_status(Some(&prev), &scored(2), at(1), 60);
+        assert_eq!(s.conditions.len(), 2);
+        assert!(s.conditions.iter().any(|c| c.type_ == "SomethingElse"));
+        assert_eq!(s.conditions[1].last_transition_time, kube_time(at(0)));
+    }
+}
