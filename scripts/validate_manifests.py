@@ -97,6 +97,36 @@ def check_operator_kind(where, doc):
     return None
 
 
+OCM_GROUP = "cluster.open-cluster-management.io"
+OCM_KINDS = {"Placement": "v1beta1", "ManagedClusterSetBinding": "v1beta2"}
+
+
+def check_ocm_kind(where, doc):
+    """OCM kinds (CRDs, no schema offline): parsed and the essentials checked by hand."""
+    spec = doc.get("spec")
+    if not isinstance(spec, dict):
+        return fail(where, "spec missing")
+    if doc["kind"] == "ManagedClusterSetBinding":
+        if not isinstance(spec.get("clusterSet"), str):
+            fail(where, "spec.clusterSet must be a string")
+        return None
+    policy = spec.get("prioritizerPolicy") or {}
+    if policy.get("mode", "Additive") not in ("Additive", "Exact"):
+        fail(where, "spec.prioritizerPolicy.mode must be Additive or Exact")
+    for i, c in enumerate(policy.get("configurations") or []):
+        sc = (c or {}).get("scoreCoordinate") or {}
+        if sc.get("type") not in ("BuiltIn", "AddOn"):
+            fail(where, f"configurations[{i}].scoreCoordinate.type must be BuiltIn or AddOn")
+        if sc.get("type") == "AddOn":
+            addon = sc.get("addOn") or {}
+            if not (addon.get("resourceName") and addon.get("scoreName")):
+                fail(where, f"configurations[{i}]: addOn needs resourceName and scoreName")
+        weight = c.get("weight", 1)
+        if not isinstance(weight, int) or not -10 <= weight <= 10:
+            fail(where, f"configurations[{i}].weight must be an integer in -10..10")
+    return None
+
+
 def validate_doc(where, doc):
     if not isinstance(doc, dict) or not doc.get("apiVersion") or not doc.get("kind"):
         return fail(where, "not a Kubernetes object (apiVersion and kind needed)")
@@ -106,6 +136,8 @@ def validate_doc(where, doc):
         return fail(where, "metadata.name missing")
     if doc["apiVersion"] == OPERATOR_API and doc["kind"] in ("ServiceMonitor", "PrometheusRule"):
         return check_operator_kind(where, doc)
+    if doc["kind"] in OCM_KINDS and doc["apiVersion"] == f"{OCM_GROUP}/{OCM_KINDS[doc['kind']]}":
+        return check_ocm_kind(where, doc)
     for version in K8S_VERSIONS:
         try:
             kv.validate(doc, version, strict=True)

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use scheduler::commands::{config, report, serve, simulate, telemetry};
+use scheduler::commands::{config, ocm_scores, report, serve, simulate, telemetry};
 
 /// Energy- and carbon-aware placement for Kubernetes and Open Cluster Management.
 #[derive(Debug, Parser)]
@@ -33,6 +33,8 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Sustainability report of a fleet over a period from Kepler history: energy, carbon, savings.
     Report(Box<report::ReportArgs>),
+    /// Publish OCM AddOnPlacementScores (carbon, energy, latency, ecoplace) on the hub.
+    OcmScores(ocm_scores::OcmScoresArgs),
     /// Configuration: `reference` (Markdown of every key), `schema`, `check FILE`.
     Config(config::ConfigArgs),
 }
@@ -55,6 +57,7 @@ async fn main() -> Result<ExitCode> {
         Command::Report(args) => report::run(*args).await?,
         Command::Simulate(args) => tokio::task::block_in_place(|| simulate::run(args))?,
         Command::Config(args) => return config::run(args),
+        Command::OcmScores(args) => ocm_scores::run(args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

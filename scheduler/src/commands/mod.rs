@@ -1,6 +1,7 @@
 //! One module per `ecoplace` subcommand.
 
 pub mod config;
+pub mod ocm_scores;
 pub mod report;
 pub mod serve;
 pub mod simulate;

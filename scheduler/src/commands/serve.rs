@@ -40,7 +40,32 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     } else {
         service::live(config).await?
     };
+    if parts.config.ocm.enabled && args.demo {
+        tracing::warn!("ocm.enabled is ignored with --demo: the score publisher needs an OCM hub");
+    }
+    let ocm_parts = (parts.config.ocm.enabled && !args.demo)
+        .then(|| (parts.carbon.clone(), parts.clock.clone()));
     let svc = Service::start(parts, Duration::from_secs(1)).await?;
+    // Kept alive while serving: dropping it ends the election and releases the Lease.
+    let _ocm = match ocm_parts {
+        Some((carbon, clock)) => Some(
+            crate::ocm::spawn(crate::ocm::Inputs {
+                client: kube::Client::try_default()
+                    .await
+                    .context("ocm: connecting to the hub apiserver")?,
+                refresher: Arc::clone(&svc.refresher),
+                carbon,
+                config: Arc::clone(&svc.config),
+                clock,
+                metrics: crate::ocm::metrics::OcmMetrics::register(
+                    svc.extender.metrics().registry(),
+                )
+                .context("ocm: registering metrics")?,
+            })
+            .await?,
+        ),
+        None => None,
+    };
     let config = Arc::clone(&svc.config);
     let app = svc.router();
     let addr: SocketAddr = config

@@ -27,6 +27,8 @@ pub struct Config {
     pub carbon: CarbonConfig,
     /// Kubernetes Events written on pods.
     pub events: EventsConfig,
+    /// Open Cluster Management: the `AddOnPlacementScore` publisher on the hub.
+    pub ocm: crate::ocm::OcmConfig,
 }
 
 /// Kubernetes Events on the pods ecoplace decides for (events.k8s.io/v1), rate-limited.
@@ -378,6 +380,9 @@ impl Config {
                     ev.max_per_second
                 ),
             );
+        }
+        if let Err((f, r)) = self.ocm.check() {
+            return field(&format!("ocm.{f}"), r);
         }
         check_preset("policy.objective", &self.policy.objective)?;
         for (ns, p) in &self.policy.namespaces {

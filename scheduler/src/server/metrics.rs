@@ -117,6 +117,11 @@ impl Metrics {
         })
     }
 
+    /// The registry, for metrics registered elsewhere (the OCM publisher's).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

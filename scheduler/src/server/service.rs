@@ -46,6 +46,8 @@ pub struct Service {
     pub extender: Arc<Extender>,
     /// The configuration.
     pub config: Arc<Config>,
+    /// The telemetry refresher (shared with the OCM score publisher).
+    pub refresher: Arc<Refresher>,
 }
 
 impl Service {
@@ -68,7 +70,7 @@ impl Service {
         }
         let inputs = Inputs {
             nodes: parts.nodes,
-            refresher,
+            refresher: Arc::clone(&refresher),
             carbon: parts.carbon,
             config: Arc::clone(&config),
             clock: parts.clock.clone(),
@@ -82,7 +84,11 @@ impl Service {
         ));
         extender.publish(build_view(&inputs).await);
         tokio::spawn(run_updater(Arc::clone(&extender), inputs, view_every));
-        Ok(Self { extender, config })
+        Ok(Self {
+            extender,
+            config,
+            refresher,
+        })
     }
 
     /// The HTTP routes.

@@ -1,0 +1,46 @@
+//! The publisher's Prometheus metrics, registered next to the service's own.
+
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Metrics of the OCM score publisher.
+#[derive(Debug, Clone)]
+pub struct OcmMetrics {
+    /// `ecoplace_ocm_score_publish_total{result}`: one per cluster and round (published,
+    /// telemetry_missing, telemetry_stale, carbon_missing, capacity_unknown, infeasible,
+    /// cluster_unavailable, failed).
+    pub publish: IntCounterVec,
+    /// `ecoplace_ocm_score_publish_failures_total`: apiserver calls that failed (listing
+    /// ManagedClusters, or writing a cluster's AddOnPlacementScore after retries).
+    pub failures: IntCounter,
+    /// `ecoplace_ocm_leader`: 1 while this replica holds the Lease and publishes.
+    pub leader: IntGauge,
+}
+
+impl OcmMetrics {
+    /// Creates the metrics and registers them in `registry`.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let publish = IntCounterVec::new(
+            Opts::new(
+                "ecoplace_ocm_score_publish_total",
+                "AddOnPlacementScore outcomes per managed cluster and round, by result.",
+            ),
+            &["result"],
+        )?;
+        let failures = IntCounter::new(
+            "ecoplace_ocm_score_publish_failures_total",
+            "Failed apiserver calls of the OCM score publisher (list or write after retries).",
+        )?;
+        let leader = IntGauge::new(
+            "ecoplace_ocm_leader",
+            "1 while this replica holds the OCM score publisher's Lease.",
+        )?;
+        registry.register(Box::new(publish.clone()))?;
+        registry.register(Box::new(failures.clone()))?;
+        registry.register(Box::new(leader.clone()))?;
+        Ok(Self {
+            publish,
+            failures,
+            leader,
+        })
+    }
+}
