@@ -7,6 +7,7 @@ pub mod carbon_args;
 pub mod commands;
 pub mod config;
 pub mod extender;
+pub mod placement;
 pub mod report;
 pub mod server;
 pub mod simulate;

@@ -1,6 +1,8 @@
 //! One module per `ecoplace` subcommand.
 
 pub mod config;
+pub mod place;
+pub mod rebalance;
 pub mod report;
 pub mod serve;
 pub mod simulate;
