@@ -4,11 +4,14 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use chrono::Utc;
 
 use super::place::{answer, placement_config, read_request};
 use crate::placement::{PlacementRequest, Placer};
+
+/// Why `--execute` is refused.
+pub const EXECUTE_REFUSED: &str = "ecoplace rebalance: --execute is not available. Cluster-level moves are advisory: OCM Placements follow the published scores, so move a workload by changing its Placement. Node-level eviction (the Eviction API) is not implemented yet. Run with --dry-run (the default) to list the moves.";
 
 /// Arguments of `ecoplace rebalance`.
 #[derive(Debug, Clone, clap::Args)]
@@ -32,19 +35,17 @@ pub struct RebalanceArgs {
     pub config: Option<PathBuf>,
 }
 
-/// Runs `ecoplace rebalance`; `--execute` is refused.
+/// Runs `ecoplace rebalance`; `--execute` is refused with status 2.
 pub fn run(args: RebalanceArgs) -> Result<ExitCode> {
     if args.execute {
-        bail!(
-            "--execute is not available: cluster-level moves are advisory (OCM Placements follow \
-             the published scores; change a workload's Placement to move it), and node-level \
-             eviction is not implemented yet. Run with --dry-run (the default) to list the moves."
-        );
+        eprintln!("{EXECUTE_REFUSED}");
+        return Ok(ExitCode::from(2));
     }
     if let Some(g) = args.min_gain
         && !(g.is_finite() && g >= 0.0)
     {
-        bail!("--min-gain {g}: must be a finite number ≥ 0");
+        eprintln!("ecoplace rebalance: --min-gain {g}: must be a finite number ≥ 0");
+        return Ok(ExitCode::from(2));
     }
     let placer = Placer::new(placement_config(args.config.as_deref())?);
     let (body, format) = read_request(&args.file)?;
