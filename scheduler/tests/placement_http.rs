@@ -82,7 +82,13 @@ fn field_errors(v: &Value) -> Vec<(String, String)> {
 
 #[tokio::test]
 async fn valid_request_answers_with_clusters_totals_and_status() {
-    let (status, v) = post(&app(), "/v1/placements", "application/json", small().to_string()).await;
+    let (status, v) = post(
+        &app(),
+        "/v1/placements",
+        "application/json",
+        small().to_string(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{v:#}");
     let placements = v["placements"].as_array().unwrap();
     assert_eq!(placements.len(), 2);
@@ -122,7 +128,11 @@ async fn malformed_requests_name_the_field() {
     for (body, field, says) in [
         (unknown, "workloads[1].replica", "unknown field `replica`"),
         (wrong_type, "workloads[0].replicas", "invalid type"),
-        (bad_quantity, "clusters[1].capacity.memory", "not a quantity"),
+        (
+            bad_quantity,
+            "clusters[1].capacity.memory",
+            "not a quantity",
+        ),
         (missing, "clusters[0]", "missing field `power`"),
     ] {
         let (status, v) = post(&app, "/v1/placements", "application/json", body.to_string()).await;
@@ -132,7 +142,13 @@ async fn malformed_requests_name_the_field() {
         assert_eq!(errors[0].0, field, "{v:#}");
         assert!(errors[0].1.contains(says), "{v:#}");
     }
-    let (status, v) = post(&app, "/v1/placements", "application/json", "{\"clusters\": [".into()).await;
+    let (status, v) = post(
+        &app,
+        "/v1/placements",
+        "application/json",
+        "{\"clusters\": [".into(),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(v["error"]["kind"], "malformed");
 }
@@ -147,7 +163,13 @@ async fn invalid_requests_list_every_bad_field() {
     req["clusters"][1]["name"] = json!("green");
     req["clusters"][0]["power"]["maxWatts"] = json!(100);
     req["weights"] = json!("greenest");
-    let (status, v) = post(&app(), "/v1/placements", "application/json", req.to_string()).await;
+    let (status, v) = post(
+        &app(),
+        "/v1/placements",
+        "application/json",
+        req.to_string(),
+    )
+    .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v:#}");
     assert_eq!(v["error"]["kind"], "invalid");
     let errors = field_errors(&v);
@@ -176,19 +198,31 @@ async fn infeasible_requests_name_each_workload_and_why() {
     // Nothing is within 1 ms of eu; nothing has 100 cores free.
     req["workloads"][0]["latencySloMs"]["eu"] = json!(1);
     req["workloads"][1]["requests"]["cpu"] = json!(100);
-    let (status, v) = post(&app(), "/v1/placements", "application/json", req.to_string()).await;
+    let (status, v) = post(
+        &app(),
+        "/v1/placements",
+        "application/json",
+        req.to_string(),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v:#}");
     assert_eq!(v["error"]["kind"], "infeasible");
     let list = v["error"]["unplaceable"].as_array().unwrap();
     assert_eq!(list.len(), 2, "{v:#}");
     assert_eq!(list[0]["workload"], "web");
     let reason = list[0]["reason"].as_str().unwrap();
-    assert!(reason.contains("latency") && reason.contains("closest: dirty"), "{reason}");
+    assert!(
+        reason.contains("latency") && reason.contains("closest: dirty"),
+        "{reason}"
+    );
     let dirty = &list[0]["eliminated"][1];
     assert_eq!(dirty["cluster"], "dirty");
     assert_eq!(dirty["details"][0]["reason"], "latency");
     assert_eq!(list[1]["workload"], "near");
-    assert!(list[1]["reason"].as_str().unwrap().contains("room"), "{v:#}");
+    assert!(
+        list[1]["reason"].as_str().unwrap().contains("room"),
+        "{v:#}"
+    );
 
     // Each fits alone, not together: the optimizer's aggregate explanation.
     let mut shared = small();
@@ -198,7 +232,13 @@ async fn infeasible_requests_name_each_workload_and_why() {
     shared["workloads"][1]["requests"]["cpu"] = json!(30);
     shared["workloads"][1]["replicas"] = json!(2);
     shared["workloads"][0]["latencySloMs"] = json!({});
-    let (status, v) = post(&app(), "/v1/placements", "application/json", shared.to_string()).await;
+    let (status, v) = post(
+        &app(),
+        "/v1/placements",
+        "application/json",
+        shared.to_string(),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v:#}");
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.contains("cpu"), "{msg}");
@@ -243,7 +283,12 @@ async fn rebalance_threshold_filters_moves_and_needs_current_placements() {
     assert_eq!(v["moves"], json!([]));
     let skipped = v["skipped"].as_array().unwrap();
     assert!(!skipped.is_empty());
-    assert!(skipped[0]["reason"].as_str().unwrap().contains("below the minimum"));
+    assert!(
+        skipped[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("below the minimum")
+    );
     // Placement after no moves = the current one.
     assert_eq!(
         v["placement"][2]["clusters"],
@@ -263,6 +308,12 @@ async fn the_service_router_serves_the_placement_routes() {
         .await
         .expect("service starts")
         .router();
-    let (status, v) = post(&router, "/v1/placements", "application/json", small().to_string()).await;
+    let (status, v) = post(
+        &router,
+        "/v1/placements",
+        "application/json",
+        small().to_string(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK, "{v:#}");
 }

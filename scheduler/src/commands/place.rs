@@ -49,7 +49,9 @@ pub fn read_request(path: &Path) -> Result<(Vec<u8>, Format)> {
     }
     let body =
         std::fs::read(path).with_context(|| format!("reading request {}", path.display()))?;
-    let json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     Ok((body, if json { Format::Json } else { Format::Yaml }))
 }
 

@@ -185,7 +185,9 @@ pub fn moves(
     for (_, mv) in waiting {
         skipped.push(Skipped {
             mv,
-            reason: "its destination clusters lack room unless moves below the threshold are made too".into(),
+            reason:
+                "its destination clusters lack room unless moves below the threshold are made too"
+                    .into(),
         });
     }
     let mut after: BTreeMap<String, BTreeMap<String, u32>> = workloads
@@ -221,7 +223,11 @@ pub fn moves(
 
 /// `a + k·b`, component-wise.
 fn plus(a: &Resources, b: &Resources, k: f64) -> Resources {
-    Resources::new(a.cpu + k * b.cpu, a.memory + k * b.memory, a.gpu + k * b.gpu)
+    Resources::new(
+        a.cpu + k * b.cpu,
+        a.memory + k * b.memory,
+        a.gpu + k * b.gpu,
+    )
 }
 
 /// Whether every cluster `mv` adds replicas to has room for them.

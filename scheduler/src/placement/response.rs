@@ -222,11 +222,7 @@ pub fn placements<'a>(
 
 impl PlacementResponse {
     /// The response for `plan`, workloads in request order.
-    pub fn new<'a>(
-        plan: &Plan,
-        names: impl Iterator<Item = &'a str>,
-        at: DateTime<Utc>,
-    ) -> Self {
+    pub fn new<'a>(plan: &Plan, names: impl Iterator<Item = &'a str>, at: DateTime<Utc>) -> Self {
         Self {
             at,
             weights: plan.weights,

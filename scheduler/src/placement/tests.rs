@@ -90,6 +90,7 @@ fn explicit_weights_and_quantities_decode() {
         .map(|f| f.field)
         .collect();
     assert_eq!(fields, ["weights", "clusters", "workloads"]);
-    let trailing = PlacementRequest::decode(br#"{"clusters": [], "workloads": []} x"#, Format::Json);
+    let trailing =
+        PlacementRequest::decode(br#"{"clusters": [], "workloads": []} x"#, Format::Json);
     assert!(matches!(trailing, Err(PlacementError::Malformed(_))));
 }

@@ -95,7 +95,10 @@ pub fn check(req: &PlacementRequest, rebalance: bool) -> Vec<FieldError> {
         if c.name.trim().is_empty() {
             e.push(format!("{at}.name"), "must not be empty");
         } else if !names.insert(c.name.as_str()) {
-            e.push(format!("{at}.name"), format!("duplicate cluster `{}`", c.name));
+            e.push(
+                format!("{at}.name"),
+                format!("duplicate cluster `{}`", c.name),
+            );
         }
         e.resources(&format!("{at}.capacity"), &c.capacity);
         e.resources(&format!("{at}.allocated"), &c.allocated);
@@ -113,7 +116,10 @@ pub fn check(req: &PlacementRequest, rebalance: bool) -> Vec<FieldError> {
         if let Some(u) = c.power.utilisation
             && !(u.is_finite() && (0.0..=1.0).contains(&u))
         {
-            e.push(format!("{at}.power.utilisation"), format!("{u} must be in 0..=1"));
+            e.push(
+                format!("{at}.power.utilisation"),
+                format!("{u} must be in 0..=1"),
+            );
         }
         e.non_negative(format!("{at}.carbon.gPerKwh"), c.carbon.g_per_kwh);
         for (k, p) in c.carbon.forecast.iter().enumerate() {
@@ -135,7 +141,10 @@ pub fn check(req: &PlacementRequest, rebalance: bool) -> Vec<FieldError> {
         if w.name.trim().is_empty() {
             e.push(format!("{at}.name"), "must not be empty");
         } else if !workloads.insert(w.name.as_str()) {
-            e.push(format!("{at}.name"), format!("duplicate workload `{}`", w.name));
+            e.push(
+                format!("{at}.name"),
+                format!("duplicate workload `{}`", w.name),
+            );
         }
         if w.replicas < 1 {
             e.push(format!("{at}.replicas"), "must be at least 1");
@@ -166,7 +175,10 @@ pub fn check(req: &PlacementRequest, rebalance: bool) -> Vec<FieldError> {
             } else if n > w.replicas {
                 e.push(
                     format!("{at}.numberOfClusters"),
-                    format!("{n} clusters need at least {n} replicas, not {}", w.replicas),
+                    format!(
+                        "{n} clusters need at least {n} replicas, not {}",
+                        w.replicas
+                    ),
                 );
             }
         }

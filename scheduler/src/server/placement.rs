@@ -35,7 +35,9 @@ fn format(headers: &HeaderMap) -> Format {
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => error(&PlacementError::Internal(format!("encoding the answer: {e}"))),
+        Err(e) => error(&PlacementError::Internal(format!(
+            "encoding the answer: {e}"
+        ))),
     }
 }
 
@@ -65,11 +67,7 @@ async fn place(State(placer): State<Arc<Placer>>, headers: HeaderMap, body: Byte
     blocking(move || placer.place_body(&body, format, Utc::now())).await
 }
 
-async fn rebalance(
-    State(placer): State<Arc<Placer>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn rebalance(State(placer): State<Arc<Placer>>, headers: HeaderMap, body: Bytes) -> Response {
     let format = format(&headers);
     blocking(move || {
         let req = PlacementRequest::decode(&body, format)?;
