@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod extender;
 pub mod ocm;
+pub mod placement;
 pub mod report;
 pub mod server;
 pub mod simulate;

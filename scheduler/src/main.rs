@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use scheduler::commands::{config, ocm_scores, report, serve, simulate, telemetry};
+use scheduler::commands::{
+    config, ocm_scores, place, rebalance, report, serve, simulate, telemetry,
+};
 
 /// Energy- and carbon-aware placement for Kubernetes and Open Cluster Management.
 #[derive(Debug, Parser)]
@@ -37,6 +39,10 @@ enum Command {
     OcmScores(ocm_scores::OcmScoresArgs),
     /// Configuration: `reference` (Markdown of every key), `schema`, `check FILE`.
     Config(config::ConfigArgs),
+    /// Place workloads on managed clusters from a request file; the plan as JSON.
+    Place(place::PlaceArgs),
+    /// Moves from the current cluster placement worth their migration (advisory, dry run).
+    Rebalance(rebalance::RebalanceArgs),
 }
 
 #[tokio::main]
@@ -58,6 +64,8 @@ async fn main() -> Result<ExitCode> {
         Command::Simulate(args) => tokio::task::block_in_place(|| simulate::run(args))?,
         Command::Config(args) => return config::run(args),
         Command::OcmScores(args) => ocm_scores::run(args).await?,
+        Command::Place(args) => return tokio::task::block_in_place(|| place::run(args)),
+        Command::Rebalance(args) => return tokio::task::block_in_place(|| rebalance::run(args)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,8 @@
 
 pub mod config;
 pub mod ocm_scores;
+pub mod place;
+pub mod rebalance;
 pub mod report;
 pub mod serve;
 pub mod simulate;

@@ -29,6 +29,30 @@ pub struct Config {
     pub events: EventsConfig,
     /// Open Cluster Management: the `AddOnPlacementScore` publisher on the hub.
     pub ocm: crate::ocm::OcmConfig,
+    /// Batch placement on managed clusters (`/v1/placements`, `/v1/rebalance`).
+    pub placement: PlacementConfig,
+}
+
+/// Batch placement and rebalance on managed clusters: solver limits and the move threshold.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct PlacementConfig {
+    /// Solver wall-time limit per request, seconds (a request may ask for less, not more).
+    pub time_limit_seconds: f64,
+    /// Relative MIP gap at which the solver stops (0.01 = 1 %).
+    pub mip_gap: f64,
+    /// Rebalance: smallest weighted normalised objective gain a move must bring.
+    pub min_gain: f64,
+}
+
+impl Default for PlacementConfig {
+    fn default() -> Self {
+        Self {
+            time_limit_seconds: 5.0,
+            mip_gap: 0.01,
+            min_gain: 0.05,
+        }
+    }
 }
 
 /// Kubernetes Events on the pods ecoplace decides for (events.k8s.io/v1), rate-limited.
@@ -356,6 +380,16 @@ impl Config {
         }
         if !positive(self.telemetry.stale_after_seconds) {
             return field("telemetry.staleAfterSeconds", "must be positive".into());
+        }
+        let pl = &self.placement;
+        if !positive(pl.time_limit_seconds) {
+            return field("placement.timeLimitSeconds", "must be positive".into());
+        }
+        if !(pl.mip_gap.is_finite() && (0.0..1.0).contains(&pl.mip_gap)) {
+            return field("placement.mipGap", "must be in 0..1".into());
+        }
+        if !(pl.min_gain.is_finite() && pl.min_gain >= 0.0) {
+            return field("placement.minGain", "must be a finite number ≥ 0".into());
         }
         if !positive(self.policy.expected_duration_seconds) {
             return field("policy.expectedDurationSeconds", "must be positive".into());

@@ -2,6 +2,7 @@
 //! translate HTTP to [`Extender`] calls and back.
 
 pub mod metrics;
+pub mod placement;
 pub mod service;
 
 use std::sync::Arc;

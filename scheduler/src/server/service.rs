@@ -19,6 +19,7 @@ use crate::extender::Extender;
 use crate::extender::events::{EventOptions, EventSink, KubeEvents, NoEvents};
 use crate::extender::fleet::FleetView;
 use crate::extender::sources::{DemoNodes, Inputs, KubeNodes, NodeSource, build_view, run_updater};
+use crate::placement::Placer;
 use crate::server::{self, metrics::Metrics};
 
 /// Everything an extender reads, before it starts.
@@ -91,13 +92,17 @@ impl Service {
         })
     }
 
-    /// The HTTP routes.
+    /// The HTTP routes: the extender's and the placement API's.
     pub fn router(&self) -> Router {
         server::router(
             Arc::clone(&self.extender),
             &self.config.extender.prefix,
             self.config.extender.max_body_bytes,
         )
+        .merge(server::placement::router(
+            Arc::new(Placer::new(self.config.placement.clone())),
+            self.config.extender.max_body_bytes,
+        ))
     }
 }
 

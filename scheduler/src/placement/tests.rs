@@ -1,0 +1,96 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use chrono::{TimeZone, Utc};
+
+use super::*;
+use crate::config::PlacementConfig;
+
+/// `x` runs on a dirty cluster; `y` runs on the green one, which is too far from its users:
+/// `y` must leave green (to mid) before `x` can move in.
+const CHAIN: &str = r#"
+at: "2026-06-15T12:00:00Z"
+weights: carbon
+clusters:
+  - {name: dirty, capacity: {cpu: 10, memory: 64Gi}, power: {idleWatts: 300, maxWatts: 900},
+     carbon: {gPerKwh: 700}, latencyMs: {eu: 5}}
+  - {name: green, capacity: {cpu: 10, memory: 64Gi}, power: {idleWatts: 300, maxWatts: 900},
+     carbon: {gPerKwh: 20}, latencyMs: {eu: 50}}
+  - {name: mid, capacity: {cpu: 10, memory: 64Gi}, power: {idleWatts: 300, maxWatts: 900},
+     carbon: {gPerKwh: 300}, latencyMs: {eu: 5}}
+workloads:
+  - {name: x, replicas: 1, requests: {cpu: 8, memory: 1Gi}, current: {dirty: 1}}
+  - {name: y, replicas: 1, requests: {cpu: 8, memory: 1Gi}, latencySloMs: {eu: 10},
+     current: {green: 1}}
+"#;
+
+fn chain() -> PlacementRequest {
+    PlacementRequest::decode(CHAIN.as_bytes(), Format::Yaml).expect("decodes")
+}
+
+fn now() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2030, 1, 1, 0, 0, 0).unwrap()
+}
+
+#[test]
+fn a_move_waits_for_the_room_another_move_frees() {
+    let placer = Placer::new(PlacementConfig::default());
+    // Every move counts: x's move (larger gain, considered first) fits once y has left.
+    let r = placer.rebalance(&chain(), Some(-1e9), now()).unwrap();
+    let names: Vec<&str> = r.moves.iter().map(|m| m.workload.as_str()).collect();
+    assert_eq!(names, ["x", "y"], "{r:#?}");
+    assert_eq!(r.moves[0].transfers[0].to, "green");
+    assert!(r.moves[0].gain.carbon_g_per_hour > 0.0);
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert_eq!(r.at, Utc.with_ymd_and_hms(2026, 6, 15, 12, 0, 0).unwrap());
+}
+
+#[test]
+fn a_move_needing_a_skipped_move_is_skipped_and_violations_remain() {
+    let placer = Placer::new(PlacementConfig::default());
+    // y's move costs carbon and migration: below any non-negative threshold.
+    let r = placer.rebalance(&chain(), Some(0.0), now()).unwrap();
+    assert!(r.moves.is_empty(), "{r:#?}");
+    let reasons: Vec<(&str, &str)> = r
+        .skipped
+        .iter()
+        .map(|s| (s.mv.workload.as_str(), s.reason.as_str()))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|(w, why)| *w == "y" && why.contains("below the minimum"))
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(w, why)| *w == "x" && why.contains("lack room"))
+    );
+    // y stays where its SLO is broken, and the answer says so.
+    assert_eq!(r.violations.len(), 1, "{:?}", r.violations);
+    assert!(r.violations[0].contains('y'), "{:?}", r.violations);
+}
+
+#[test]
+fn explicit_weights_and_quantities_decode() {
+    let body = br#"{"weights": {"carbon": 2, "latency": 1},
+        "clusters": [{"name": "a", "capacity": {"cpu": "1500m", "memory": "2Gi", "gpu": 1},
+                      "power": {"idleWatts": 1, "maxWatts": 2}, "carbon": {"gPerKwh": 1}}],
+        "workloads": [{"name": "w", "replicas": 1, "requests": {"cpu": 0.5}}]}"#;
+    let req = PlacementRequest::decode(body, Format::Json).unwrap();
+    let w = validate::weights(&req.weights).unwrap();
+    assert_eq!((w.carbon, w.energy, w.latency), (2.0, 0.0, 1.0));
+    let t = mapping::target(&req.clusters[0]);
+    assert_eq!(t.capacity.cpu, 1.5);
+    assert_eq!(t.capacity.memory, 2.0 * 1024.0 * 1024.0 * 1024.0);
+    assert_eq!(t.kind, optimizer::TargetKind::Cluster);
+    let zero = br#"{"weights": {"carbon": 0}, "clusters": [], "workloads": []}"#;
+    let req = PlacementRequest::decode(zero, Format::Json).unwrap();
+    let fields: Vec<String> = validate::check(&req, false)
+        .into_iter()
+        .map(|f| f.field)
+        .collect();
+    assert_eq!(fields, ["weights", "clusters", "workloads"]);
+    let trailing =
+        PlacementRequest::decode(br#"{"clusters": [], "workloads": []} x"#, Format::Json);
+    assert!(matches!(trailing, Err(PlacementError::Malformed(_))));
+}

@@ -1,0 +1,96 @@
+//! `ecoplace place` and `ecoplace rebalance` on the shipped examples: JSON answers on
+//! stdout, error bodies and exit statuses for bad requests, `--execute` refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(name)
+}
+
+fn ecoplace(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ecoplace"))
+        .args(args)
+        .output()
+        .expect("running ecoplace")
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[test]
+fn place_answers_the_example_as_json() {
+    let file = example("placement-request.yaml");
+    let out = ecoplace(&["place", "-f", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["placements"].as_array().unwrap().len(), 5);
+    assert!(v["solver"]["status"].as_str().is_some());
+    assert!(v["savings"]["carbonG"].as_f64().unwrap() > 0.0, "{v:#}");
+}
+
+#[test]
+fn rebalance_lists_moves_and_refuses_execute() {
+    let file = example("rebalance-request.yaml");
+    let path = file.to_str().unwrap();
+    let out = ecoplace(&["rebalance", "--dry-run", "-f", path]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["mode"], "dry-run");
+    assert!(!v["moves"].as_array().unwrap().is_empty());
+
+    let strict = ecoplace(&["rebalance", "--min-gain", "1000", "-f", path]);
+    assert!(strict.status.success());
+    assert_eq!(json(&strict)["moves"].as_array().unwrap().len(), 0);
+
+    let refused = ecoplace(&["rebalance", "--execute", "-f", path]);
+    assert_eq!(refused.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        err.contains("--execute is not available") && err.contains("advisory"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_bad_request_prints_the_error_body_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.json");
+    std::fs::write(
+        &file,
+        r#"{"clusters": [], "workloads": [{"name": "w", "replicas": 0, "requests": {}}]}"#,
+    )
+    .unwrap();
+    let out = ecoplace(&["place", "-f", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["error"]["kind"], "invalid");
+    let fields: Vec<&str> = v["error"]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["clusters", "workloads[0].replicas"]);
+}
