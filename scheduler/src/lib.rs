@@ -16,6 +16,7 @@ pub mod simulate;
 /// The process allocator of every binary linking this crate (`ecoplace`, its benches and
 /// tests): jemalloc. A 5 000-node extender call allocates a few hundred KiB-sized buffers;
 /// glibc's malloc hands those back to the kernel on free and page-faults them in again on
-/// the next call (~15 % of the call), while jemalloc keeps freed pages for 10 s.
+/// the next call (~15 % of the call), while jemalloc keeps freed pages for 10 s and returns
+/// them from its own background thread, not on a request's allocation path.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
