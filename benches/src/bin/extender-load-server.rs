@@ -2,9 +2,10 @@
 //!
 //! `extender-load-server serve NODES ADDR` serves the demo extender with NODES cached nodes;
 //! `extender-load-server names-body K NODES` and `extender-load-server nodes-body K` print
-//! kube-scheduler request bodies to stdout; `extender-load-server latency CALLS [FILTER]` times
-//! CALLS server-side calls per scenario whose name contains FILTER, one after another (as kube-scheduler's single
-//! scheduling loop makes them) and prints exact percentiles.
+//! kube-scheduler request bodies to stdout; `extender-load-server latency CALLS [FILTER]`
+//! times CALLS server-side calls per scenario whose name contains FILTER, one after
+//! another (as kube-scheduler's single scheduling loop makes them), and prints exact
+//! percentiles.
 
 use anyhow::{Context, Result, bail};
 use axum::serve::ListenerExt;
