@@ -262,7 +262,7 @@ impl Recording {
                 RecordedResponse {
                     spec,
                     body: MatrixBody::new(
-                        &kepler_client::prom::redact_url(&config.endpoint.url),
+                        kepler_client::prom::redact_url(&config.endpoint.url),
                         query.as_str(),
                         body.finish(),
                     ),
