@@ -16,7 +16,10 @@ use serde::{Deserialize, Serialize};
 use crate::error::TelemetryError;
 
 /// Connection settings for a Prometheus-compatible query endpoint.
-#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+///
+/// Holds file paths, never file contents; `Debug` shows the URL with any user-info
+/// (basic-auth credentials) replaced by `***`.
+#[derive(Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Endpoint {
     /// Base URL, e.g. `http://thanos-query.monitoring:9090`.
@@ -46,6 +49,42 @@ pub struct Endpoint {
     pub thanos_partial_response: Option<bool>,
 }
 
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("url", &redact_url(&self.url))
+            .field("bearer_token_file", &self.bearer_token_file)
+            .field("ca_file", &self.ca_file)
+            .field("client_cert_file", &self.client_cert_file)
+            .field("timeout_s", &self.timeout_s)
+            .field("retries", &self.retries)
+            .field("backoff_ms", &self.backoff_ms)
+            .field("thanos_dedup", &self.thanos_dedup)
+            .field("thanos_partial_response", &self.thanos_partial_response)
+            .finish()
+    }
+}
+
+/// `url` with its user-info (`user:password@`) replaced by `***@`, for logs and messages.
+pub fn redact_url(url: &str) -> String {
+    match userinfo(url) {
+        Some(info) => url.replacen(&format!("{info}@"), "***@", 1),
+        None => url.to_string(),
+    }
+}
+
+/// The user-info of `url` (what sits between `scheme://` and the last `@` of the
+/// authority), if any.
+fn userinfo(url: &str) -> Option<&str> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    authority
+        .rfind('@')
+        .map(|at| &authority[..at])
+        .filter(|info| !info.is_empty())
+}
+
 impl Default for Endpoint {
     fn default() -> Self {
         Self {
@@ -67,11 +106,14 @@ impl Default for Endpoint {
 pub struct PromClient {
     client: Client,
     endpoint: Endpoint,
+    /// The URL as shown in errors and logs (credentials redacted).
+    shown_url: String,
 }
 
 impl std::fmt::Debug for PromClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The endpoint holds file paths only, never the token itself.
+        // The endpoint holds file paths only, never the token itself; its Debug redacts
+        // credentials in the URL.
         f.debug_struct("PromClient")
             .field("endpoint", &self.endpoint)
             .finish()
@@ -121,9 +163,14 @@ impl PromClient {
         let http = builder
             .build()
             .map_err(|e| config_err("url", format!("cannot build HTTP client: {e}")))?;
+        let shown_url = redact_url(&endpoint.url);
         let client = Client::from(http, &endpoint.url)
-            .map_err(|e| config_err("url", format!("{}: {e}", endpoint.url)))?;
-        Ok(Self { client, endpoint })
+            .map_err(|e| config_err("url", scrub(&endpoint.url, &format!("{shown_url}: {e}"))))?;
+        Ok(Self {
+            client,
+            endpoint,
+            shown_url,
+        })
     }
 
     /// The endpoint this client talks to.
@@ -131,9 +178,9 @@ impl PromClient {
         &self.endpoint
     }
 
-    /// Base URL, for error messages.
+    /// Base URL with credentials redacted, for error messages.
     pub fn url(&self) -> &str {
-        &self.endpoint.url
+        &self.shown_url
     }
 
     fn bearer(&self) -> Result<Option<String>, TelemetryError> {
@@ -184,11 +231,11 @@ impl PromClient {
             if status.is_server_error() && !body.starts_with(b"{") {
                 // A proxy or Thanos in trouble: worth retrying.
                 return Err(TelemetryError::Unreachable {
-                    url: self.endpoint.url.clone(),
+                    url: self.shown_url.clone(),
                     message: format!("HTTP {status}"),
                 });
             }
-            Ok(MatrixBody::new(&self.endpoint.url, query, body.to_vec()))
+            Ok(MatrixBody::new(&self.shown_url, query, body.to_vec()))
         })
         .await
     }
@@ -294,7 +341,7 @@ impl PromClient {
             tries += 1;
             let outcome = match tokio::time::timeout(per_try, attempt(tries)).await {
                 Err(_) => Err(TelemetryError::Timeout {
-                    url: self.endpoint.url.clone(),
+                    url: self.shown_url.clone(),
                     query: query.to_string(),
                     after: per_try,
                     attempts: tries,
@@ -320,24 +367,24 @@ impl PromClient {
         after: Duration,
         tries: u32,
     ) -> TelemetryError {
-        let message = error_chain(e);
+        let message = scrub(&self.endpoint.url, &error_chain(e));
         if e.is_timeout() || message.contains("timed out") {
             TelemetryError::Timeout {
-                url: self.endpoint.url.clone(),
+                url: self.shown_url.clone(),
                 query: query.to_string(),
                 after,
                 attempts: tries,
             }
         } else {
             TelemetryError::Unreachable {
-                url: self.endpoint.url.clone(),
+                url: self.shown_url.clone(),
                 message,
             }
         }
     }
 
     fn map_error(&self, query: &str, e: PromError, after: Duration, tries: u32) -> TelemetryError {
-        let url = self.endpoint.url.clone();
+        let url = self.shown_url.clone();
         match e {
             PromError::Prometheus(p) if p.is_timeout() => TelemetryError::Timeout {
                 url,
@@ -348,10 +395,10 @@ impl PromClient {
             PromError::Prometheus(p) => TelemetryError::Query {
                 url,
                 query: query.to_string(),
-                message: p.to_string(),
+                message: scrub(&self.endpoint.url, &p.to_string()),
             },
             PromError::Client(c) => {
-                let message = error_chain(&c);
+                let message = scrub(&self.endpoint.url, &error_chain(&c));
                 if message.contains("timed out") {
                     TelemetryError::Timeout {
                         url,
@@ -371,10 +418,25 @@ impl PromClient {
             }
             other => TelemetryError::Unreachable {
                 url,
-                message: other.to_string(),
+                message: scrub(&self.endpoint.url, &other.to_string()),
             },
         }
     }
+}
+
+/// `message` with the user-info of `url` (and its password, however it was percent-decoded
+/// or re-encoded) replaced by `***`: HTTP client errors quote the request URL.
+fn scrub(url: &str, message: &str) -> String {
+    let Some(info) = userinfo(url) else {
+        return message.to_string();
+    };
+    let mut out = message.replace(info, "***");
+    if let Some((_, password)) = info.split_once(':')
+        && !password.is_empty()
+    {
+        out = out.replace(password, "***");
+    }
+    out
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

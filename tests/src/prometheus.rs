@@ -786,7 +786,7 @@ fn unix_seconds(t: DateTime<Utc>) -> String {
 }
 
 /// Renders `prometheus.yml`; strings are JSON-quoted, which YAML accepts verbatim.
-fn render_config(scrape_interval: Duration, jobs: &[ScrapeJob]) -> Result<String> {
+pub fn render_config(scrape_interval: Duration, jobs: &[ScrapeJob]) -> Result<String> {
     let q = |s: &str| serde_json::to_string(s).context("quoting a config string");
     let interval = prom_duration(scrape_interval);
     let timeout = prom_duration(scrape_interval.min(Duration::from_secs(10)));

@@ -261,7 +261,11 @@ impl Recording {
                 let series = body.series;
                 RecordedResponse {
                     spec,
-                    body: MatrixBody::new(&config.endpoint.url, query.as_str(), body.finish()),
+                    body: MatrixBody::new(
+                        kepler_client::prom::redact_url(&config.endpoint.url),
+                        query.as_str(),
+                        body.finish(),
+                    ),
                     query,
                     series,
                 }
@@ -288,7 +292,11 @@ impl Recording {
 
     /// The snapshot origin, formatted as `PrometheusSource` formats it.
     pub fn origin(&self) -> String {
-        format!("{} (Kepler {})", self.config.endpoint.url, self.schema)
+        format!(
+            "{} (Kepler {})",
+            kepler_client::prom::redact_url(&self.config.endpoint.url),
+            self.schema
+        )
     }
 
     /// Parses every body into the fetched series `assemble` takes, failing like the real

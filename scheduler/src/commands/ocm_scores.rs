@@ -38,7 +38,7 @@ pub async fn run(args: OcmScoresArgs) -> Result<()> {
         .prometheus
         .clone()
         .context("telemetry.prometheus: required")?;
-    let url = prom.endpoint.url.clone();
+    let url = kepler_client::prom::redact_url(&prom.endpoint.url);
     let source =
         PrometheusSource::new(prom).with_context(|| format!("telemetry.prometheus `{url}`"))?;
     let carbon = service::carbon(&config, &source)?;

@@ -166,7 +166,7 @@ pub async fn live(config: Config) -> Result<Parts> {
         .prometheus
         .clone()
         .context("telemetry.prometheus: required without --demo")?;
-    let url = prom.endpoint.url.clone();
+    let url = kepler_client::prom::redact_url(&prom.endpoint.url);
     let source =
         PrometheusSource::new(prom).with_context(|| format!("telemetry.prometheus `{url}`"))?;
     let carbon = carbon(&config, &source)?;
