@@ -291,7 +291,10 @@ pub async fn build_view(inputs: &Inputs) -> FleetView {
     FleetView::build(facts.as_deref(), view_inputs)
 }
 
-async fn outlook(
+/// A zone's carbon outlook from `from`: the intensity then, plus the source's forecast up
+/// to `to` when it has one (none: the outlook is flat). Shared by the extender's view and
+/// the OCM score publisher.
+pub async fn outlook(
     source: &dyn CarbonIntensitySource,
     zone: &str,
     from: DateTime<Utc>,

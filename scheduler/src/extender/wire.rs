@@ -425,7 +425,13 @@ pub fn write_priorities<'h>(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+    use super::*;
     use proptest::prelude::*;
+    use proptest::test_runner::TestCaseError;
+
+    fn fail(e: impl std::fmt::Display) -> TestCaseError {
+        TestCaseError::fail(e.to_string())
+    }
 
     proptest! {
         /// The direct writer and serde agree byte for byte, escapes and odd scores included;
@@ -436,9 +442,11 @@ mod tests {
             scores in proptest::collection::vec(-3i64..120, 8),
         ) {
             let body = serde_json::to_vec(&serde_json::json!({"Pod": {}, "NodeNames": names}))
-                .unwrap();
-            let req = Request::decode(&body).unwrap();
-            let Candidates::Names(decoded) = &req.candidates else { panic!("names") };
+                .map_err(fail)?;
+            let req = Request::decode(&body).map_err(fail)?;
+            let Candidates::Names(decoded) = &req.candidates else {
+                return Err(fail("a NodeNames request decoded as Nodes"));
+            };
             let entries: Vec<(&str, bool, i64)> = decoded
                 .iter()
                 .zip(&scores)
@@ -446,20 +454,21 @@ mod tests {
                 .collect();
             for (n, e) in names.iter().zip(&entries) {
                 prop_assert_eq!(n.as_str(), e.0);
-                let escaped = serde_json::to_string(n).unwrap().len() != n.len() + 2;
+                let escaped = serde_json::to_string(n).map_err(fail)?.len() != n.len() + 2;
                 prop_assert_eq!(e.1, !escaped);
             }
             let mut direct = Vec::new();
-            write_priorities(&mut direct, entries.iter().copied()).unwrap();
+            write_priorities(&mut direct, entries.iter().copied()).map_err(fail)?;
             let hp: Vec<HostPriority> = entries
                 .iter()
                 .map(|&(host, _, score)| HostPriority { host, score })
                 .collect();
-            prop_assert_eq!(String::from_utf8(direct).unwrap(), serde_json::to_string(&hp).unwrap());
+            prop_assert_eq!(
+                String::from_utf8(direct).map_err(fail)?,
+                serde_json::to_string(&hp).map_err(fail)?
+            );
         }
     }
-
-    use super::*;
 
     #[test]
     fn wrong_casing_and_missing_parts_are_named() {

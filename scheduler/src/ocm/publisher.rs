@@ -13,7 +13,7 @@ use kepler_client::carbon::CarbonIntensitySource;
 use kepler_client::refresher::Clock;
 use kube::api::{ListParams, PostParams};
 use kube::{Api, Client, ResourceExt};
-use optimizer::{CarbonOutlook, PowerModel, Resources, Weights};
+use optimizer::{PowerModel, Resources, Weights};
 use tokio::sync::watch;
 
 use super::crd::{
@@ -23,6 +23,7 @@ use super::metrics::OcmMetrics;
 use super::scores::{self, ClusterFacts, ScoreOptions, Scored, Skip};
 use crate::config::Config;
 use crate::extender::quantity;
+use crate::extender::sources::outlook;
 
 /// The condition type the publisher sets on every AddOnPlacementScore.
 pub const CONDITION_TYPE: &str = "ScoresCurrent";
@@ -355,24 +356,6 @@ pub fn next_status(
         scores,
         valid_until: Some(kube_time(valid_until)),
     }
-}
-
-async fn outlook(
-    source: &dyn CarbonIntensitySource,
-    zone: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<CarbonOutlook, kepler_client::carbon::CarbonError> {
-    let now = source.intensity_at(zone, from).await?;
-    let forecast = source
-        .forecast(zone, from, to)
-        .await
-        .map(|points| points.iter().map(|p| (p.start, p.g_per_kwh)).collect())
-        .unwrap_or_default();
-    Ok(CarbonOutlook {
-        now_g_per_kwh: now,
-        forecast,
-    })
 }
 
 #[cfg(test)]
