@@ -75,14 +75,7 @@ pub fn score_targets_normalised<T: Borrow<Target>>(
     let queries: Vec<PowerQuery<'_>> = targets
         .iter()
         .map(Borrow::borrow)
-        .map(|t: &Target| PowerQuery {
-            node_type: &t.node_type,
-            idle_watts: t.idle_watts,
-            max_watts: t.max_watts,
-            cpu_cores: t.capacity.cpu,
-            utilisation: t.utilisation,
-            added_cpu_cores: workload.requests.cpu,
-        })
+        .map(|t: &Target| PowerQuery::placing(t, workload.requests.cpu))
         .collect();
     let mut watts = vec![0.0; queries.len()];
     crate::power::predict(power, &queries, &mut watts)?;

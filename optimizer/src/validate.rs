@@ -254,14 +254,7 @@ fn target_rules(
 ) {
     let queries: Vec<PowerQuery<'_>> = placed
         .iter()
-        .map(|(w, t, _)| PowerQuery {
-            node_type: &t.node_type,
-            idle_watts: t.idle_watts,
-            max_watts: t.max_watts,
-            cpu_cores: t.capacity.cpu,
-            utilisation: t.utilisation,
-            added_cpu_cores: w.requests.cpu,
-        })
+        .map(|(w, t, _)| PowerQuery::placing(t, w.requests.cpu))
         .collect();
     let mut watts = vec![0.0; queries.len()];
     let power_ok = match power.incremental_watts(&queries, &mut watts) {

@@ -141,14 +141,7 @@ impl<'a> Instance<'a> {
         for class in &classes {
             let w = &workloads[class.rep()];
             for t in targets {
-                queries.push(PowerQuery {
-                    node_type: &t.node_type,
-                    idle_watts: t.idle_watts,
-                    max_watts: t.max_watts,
-                    cpu_cores: t.capacity.cpu,
-                    utilisation: t.utilisation,
-                    added_cpu_cores: w.requests.cpu,
-                });
+                queries.push(PowerQuery::placing(t, w.requests.cpu));
             }
         }
         let mut watts = vec![0.0; queries.len()];

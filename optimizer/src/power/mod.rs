@@ -31,7 +31,19 @@ pub struct PowerQuery<'a> {
     pub added_cpu_cores: f64,
 }
 
-impl PowerQuery<'_> {
+impl<'a> PowerQuery<'a> {
+    /// The query for placing `added_cpu_cores` more on `target`, from its power profile.
+    pub fn placing(target: &'a crate::model::Target, added_cpu_cores: f64) -> Self {
+        Self {
+            node_type: &target.node_type,
+            idle_watts: target.idle_watts,
+            max_watts: target.max_watts,
+            cpu_cores: target.capacity.cpu,
+            utilisation: target.utilisation,
+            added_cpu_cores,
+        }
+    }
+
     /// Utilisation added by the workload, `added_cpu_cores / cpu_cores` (0 without cores).
     pub fn added_utilisation(&self) -> f64 {
         if self.cpu_cores > 0.0 {

@@ -303,14 +303,7 @@ fn one_move(
         let Some(t) = index.get(name).map(|&i| &targets[i]) else {
             return Ok(Objectives::default());
         };
-        let q = [PowerQuery {
-            node_type: &t.node_type,
-            idle_watts: t.idle_watts,
-            max_watts: t.max_watts,
-            cpu_cores: t.capacity.cpu,
-            utilisation: t.utilisation,
-            added_cpu_cores: w.requests.cpu,
-        }];
+        let q = [PowerQuery::placing(t, w.requests.cpu)];
         let mut watts = [0.0];
         power::predict(power, &q, &mut watts)?;
         Ok(cost::replica_cost(w, t, watts[0], at).terms)
