@@ -3,16 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-use std::sync::{Arc, OnceLock};
+mod common;
+
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
-use chrono::{TimeZone, Utc};
 use proptest::prelude::*;
 use scheduler::config::Config;
-use scheduler::server::service::{self, Service};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -20,16 +20,7 @@ const NAMES: &str = include_str!("fixtures/args-names.json");
 const NODES: &str = include_str!("fixtures/args-nodes.json");
 
 async fn app(config: Config) -> Router {
-    let mut parts = service::demo(config).expect("demo parts");
-    parts.clock = Arc::new(|| {
-        Utc.with_ymd_and_hms(2020, 3, 4, 12, 0, 0)
-            .single()
-            .unwrap_or_default()
-    });
-    Service::start(parts, Duration::from_secs(3600))
-        .await
-        .expect("service")
-        .router()
+    common::demo_router(config).await
 }
 
 async fn post(app: &Router, verb: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {

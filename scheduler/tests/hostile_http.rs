@@ -5,16 +5,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes, to_bytes};
 use axum::http::{Request, StatusCode};
-use chrono::{TimeZone, Utc};
 use scheduler::config::Config;
-use scheduler::server::service::{self, Service};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -23,16 +22,7 @@ const DEPTH: usize = 100_000;
 const LIMIT: usize = 64 * 1024;
 
 async fn demo(config: Config) -> Router {
-    let mut parts = service::demo(config).expect("demo parts");
-    parts.clock = Arc::new(|| {
-        Utc.with_ymd_and_hms(2020, 3, 4, 12, 0, 0)
-            .single()
-            .unwrap_or_default()
-    });
-    Service::start(parts, Duration::from_secs(3600))
-        .await
-        .expect("service starts")
-        .router()
+    common::demo_router(config).await
 }
 
 async fn send(app: &Router, verb: &str, body: Body) -> (StatusCode, Vec<u8>) {
