@@ -18,26 +18,7 @@ use tests::prometheus::PrometheusServer;
 const NAMES: &str = include_str!("../../scheduler/tests/fixtures/args-names.json");
 
 fn config(prom_url: &str) -> Config {
-    let yaml = format!(
-        r#"
-telemetry:
-  prometheus:
-    url: {prom_url}
-    timeoutSeconds: 2.0
-    retries: 1
-    backoffMs: 50
-    lookbackSeconds: 30
-    rateWindowSeconds: 10
-    staleAfterSeconds: 15.0
-  refreshSeconds: 1
-  staleAfterSeconds: 4
-topology:
-  carbonZones: {{de: DE, fr: FR, gb: GB}}
-carbon:
-  staticGPerKwh: {{DE: 420, FR: 70, GB: 350}}
-"#
-    );
-    Config::parse(&yaml, "extender-test.yaml").unwrap()
+    tests::extender::extender_config(prom_url, 2.0, 4.0).unwrap()
 }
 
 async fn post(client: &reqwest::Client, base: &str, verb: &str, body: &str) -> Value {

@@ -25,26 +25,7 @@ use tests::prometheus::render_config;
 const NAMES: &str = include_str!("../../../scheduler/tests/fixtures/args-names.json");
 
 fn config(prom_url: &str, stale_s: f64) -> Result<Config> {
-    let yaml = format!(
-        r#"
-telemetry:
-  prometheus:
-    url: {prom_url}
-    timeoutSeconds: 1.0
-    retries: 1
-    backoffMs: 50
-    lookbackSeconds: 30
-    rateWindowSeconds: 10
-    staleAfterSeconds: 15.0
-  refreshSeconds: 1
-  staleAfterSeconds: {stale_s}
-topology:
-  carbonZones: {{de: DE, fr: FR, gb: GB}}
-carbon:
-  staticGPerKwh: {{DE: 420, FR: 70, GB: 350}}
-"#
-    );
-    Config::parse(&yaml, "reliability.yaml").context("reliability config")
+    tests::extender::extender_config(prom_url, 1.0, stale_s)
 }
 
 async fn serve(prom_yml: &str, prom_url: &str, addr: &str) -> Result<()> {
