@@ -7,6 +7,7 @@ pub mod carbon_args;
 pub mod commands;
 pub mod config;
 pub mod extender;
+pub mod node_rebalance;
 pub mod ocm;
 pub mod placement;
 pub mod report;

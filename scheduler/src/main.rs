@@ -41,7 +41,7 @@ enum Command {
     Config(config::ConfigArgs),
     /// Place workloads on managed clusters from a request file; the plan as JSON.
     Place(place::PlaceArgs),
-    /// Moves from the current cluster placement worth their migration (advisory, dry run).
+    /// Moves worth their migration: between clusters (advisory) or nodes (`--nodes`, evicts with `--execute`).
     Rebalance(rebalance::RebalanceArgs),
 }
 
@@ -65,7 +65,7 @@ async fn main() -> Result<ExitCode> {
         Command::Config(args) => return config::run(args),
         Command::OcmScores(args) => ocm_scores::run(args).await?,
         Command::Place(args) => return tokio::task::block_in_place(|| place::run(args)),
-        Command::Rebalance(args) => return tokio::task::block_in_place(|| rebalance::run(args)),
+        Command::Rebalance(args) => return rebalance::run(args).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! `ecoplace place` and `ecoplace rebalance` on the shipped examples: JSON answers on
-//! stdout, error bodies and exit statuses for bad requests, `--execute` refused.
+//! stdout, error bodies and exit statuses for bad requests, `--execute` refused between
+//! clusters, `--nodes` without its configuration.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -93,4 +94,26 @@ fn a_bad_request_prints_the_error_body_and_fails() {
         .map(|f| f["field"].as_str().unwrap())
         .collect();
     assert_eq!(fields, ["clusters", "workloads[0].replicas"]);
+}
+
+#[test]
+fn node_rebalance_needs_a_configuration_with_telemetry() {
+    let no_config = ecoplace(&["rebalance", "--nodes"]);
+    assert_eq!(no_config.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_config.stderr).contains("--config"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ecoplace.yaml");
+    std::fs::write(&file, "policy:\n  objective: carbon\n").unwrap();
+    let out = ecoplace(&["rebalance", "--nodes", "--config", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("telemetry.prometheus"), "{err}");
+
+    let both = ecoplace(&["rebalance", "--nodes", "-f", "x.yaml", "--config", "c.yaml"]);
+    assert_eq!(
+        both.status.code(),
+        Some(2),
+        "-f and --nodes exclude each other"
+    );
 }

@@ -1,56 +1,160 @@
-//! `ecoplace rebalance [--dry-run|--execute] -f request.yaml`: the moves from the current
-//! cluster placement that are worth their migration, as JSON.
+//! `ecoplace rebalance`: the moves worth their migration, as JSON — between managed clusters
+//! from a request file (`-f`, advisory), or between the nodes of the Kubernetes cluster in
+//! reach (`--nodes`), where `--execute` evicts the pods that should move.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::Utc;
+use kepler_client::PrometheusSource;
 
 use super::place::{answer, placement_config, read_request};
+use crate::config::Config;
+use crate::node_rebalance::evict::{self, Outcome, Pace};
+use crate::node_rebalance::plan_live;
 use crate::placement::{PlacementRequest, Placer};
+use crate::server::service;
 
-/// Why `--execute` is refused.
-pub const EXECUTE_REFUSED: &str = "ecoplace rebalance: --execute is not available. Cluster-level moves are advisory: OCM Placements follow the published scores, so move a workload by changing its Placement. Node-level eviction (the Eviction API) is not implemented yet. Run with --dry-run (the default) to list the moves.";
+/// Why `--execute` is refused at cluster level.
+pub const EXECUTE_REFUSED: &str = "ecoplace rebalance: --execute is not available between clusters: cluster-level moves are advisory (OCM Placements follow the published scores), so move a workload by changing its Placement. Run with --dry-run (the default) to list the moves, or use --nodes --execute to move pods between the nodes of one cluster through the Eviction API.";
 
 /// Arguments of `ecoplace rebalance`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RebalanceArgs {
-    /// The request: clusters and workloads with their `current` clusters (YAML or JSON;
-    /// `-` reads stdin).
-    #[arg(short = 'f', long = "file")]
-    pub file: PathBuf,
+    /// Cluster level: the request with clusters and workloads with their `current`
+    /// clusters (YAML or JSON; `-` reads stdin).
+    #[arg(
+        short = 'f',
+        long = "file",
+        required_unless_present = "nodes",
+        conflicts_with = "nodes"
+    )]
+    pub file: Option<PathBuf>,
+    /// Node level: re-plan the running pods of the Kubernetes cluster in reach (in-cluster
+    /// or KUBECONFIG) over its nodes, from Kepler telemetry (needs --config).
+    #[arg(long, requires = "config")]
+    pub nodes: bool,
     /// List the moves only (the default).
     #[arg(long, conflicts_with = "execute")]
     pub dry_run: bool,
-    /// Carry the moves out (not available: cluster-level moves are advisory).
+    /// Node level: evict the pods of the advised moves (Eviction API, paced and capped).
     #[arg(long)]
     pub execute: bool,
     /// Smallest weighted normalised objective gain a move must bring (overrides the
     /// request's `minGain` and the configuration's `placement.minGain`).
     #[arg(long)]
     pub min_gain: Option<f64>,
-    /// Configuration file (ecoplace.yaml) for the `placement` settings.
+    /// Node level: most pods evicted in this run (overrides `rebalance.maxEvictions`).
+    #[arg(long)]
+    pub max_evictions: Option<u32>,
+    /// Node level: seconds between two evictions (overrides
+    /// `rebalance.evictionIntervalSeconds`).
+    #[arg(long)]
+    pub eviction_interval: Option<f64>,
+    /// Configuration file (ecoplace.yaml): `placement` settings; with --nodes also
+    /// telemetry, carbon, topology, power, policy and `rebalance`.
     #[arg(long)]
     pub config: Option<PathBuf>,
 }
 
-/// Runs `ecoplace rebalance`; `--execute` is refused with status 2.
-pub fn run(args: RebalanceArgs) -> Result<ExitCode> {
-    if args.execute {
-        eprintln!("{EXECUTE_REFUSED}");
-        return Ok(ExitCode::from(2));
-    }
+/// Runs `ecoplace rebalance`; `--execute` without `--nodes` is refused with status 2.
+pub async fn run(args: RebalanceArgs) -> Result<ExitCode> {
     if let Some(g) = args.min_gain
         && !(g.is_finite() && g >= 0.0)
     {
         eprintln!("ecoplace rebalance: --min-gain {g}: must be a finite number ≥ 0");
         return Ok(ExitCode::from(2));
     }
-    let placer = Placer::new(placement_config(args.config.as_deref())?);
-    let (body, format) = read_request(&args.file)?;
-    answer(
-        PlacementRequest::decode(&body, format)
-            .and_then(|req| placer.rebalance(&req, args.min_gain, Utc::now())),
+    if let Some(s) = args.eviction_interval
+        && !(s.is_finite() && s >= 0.0)
+    {
+        eprintln!("ecoplace rebalance: --eviction-interval {s}: must be a finite number ≥ 0");
+        return Ok(ExitCode::from(2));
+    }
+    if args.nodes {
+        return nodes(args).await;
+    }
+    if args.execute {
+        eprintln!("{EXECUTE_REFUSED}");
+        return Ok(ExitCode::from(2));
+    }
+    let file = args.file.context("-f FILE is required without --nodes")?;
+    tokio::task::block_in_place(|| {
+        let placer = Placer::new(placement_config(args.config.as_deref())?);
+        let (body, format) = read_request(&file)?;
+        answer(
+            PlacementRequest::decode(&body, format)
+                .and_then(|req| placer.rebalance(&req, args.min_gain, Utc::now())),
+        )
+    })
+}
+
+/// Node level: plan from the apiserver and Prometheus, then evict when asked. Status 1
+/// when no plan could be made or an eviction failed.
+async fn nodes(args: RebalanceArgs) -> Result<ExitCode> {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let path = args.config.as_deref().context("--nodes needs --config")?;
+    let config = Arc::new(Config::load(path)?);
+    let prom = config
+        .telemetry
+        .prometheus
+        .clone()
+        .context("telemetry.prometheus: required with --nodes")?;
+    let url = kepler_client::prom::redact_url(&prom.endpoint.url);
+    let source =
+        PrometheusSource::new(prom).with_context(|| format!("telemetry.prometheus `{url}`"))?;
+    let carbon = service::carbon(&config, &source)?;
+    let kube_config = kube::Config::infer()
+        .await
+        .context("finding the Kubernetes apiserver (in-cluster or KUBECONFIG)")?;
+    let client = kube::Client::try_from(kube_config.clone())
+        .context("connecting to the Kubernetes apiserver")?;
+    let power = service::power_model(&config);
+    let min_gain = args.min_gain.unwrap_or(config.placement.min_gain);
+    let planned = plan_live(
+        &client,
+        &source,
+        carbon.as_ref(),
+        &config,
+        power.as_ref(),
+        min_gain,
+        Utc::now(),
     )
+    .await;
+    let mut out = match planned {
+        Ok(out) => out,
+        Err(e) => {
+            eprintln!("ecoplace rebalance: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if args.execute {
+        out.plan.mode = "execute";
+        let pace = Pace {
+            max_evictions: args.max_evictions.unwrap_or(config.rebalance.max_evictions),
+            interval: Duration::from_secs_f64(
+                args.eviction_interval
+                    .unwrap_or(config.rebalance.eviction_interval_seconds),
+            ),
+        };
+        let evicting =
+            evict::client(kube_config).context("connecting to the Kubernetes apiserver")?;
+        evict::execute(&evicting, &mut out.evictions, pace).await;
+    }
+    let failed = out.evictions.iter().any(|e| e.outcome == Outcome::Failed);
+    let text = serde_json::to_string_pretty(&out)?;
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other?,
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }

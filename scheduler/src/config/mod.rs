@@ -31,6 +31,33 @@ pub struct Config {
     pub ocm: crate::ocm::OcmConfig,
     /// Batch placement on managed clusters (`/v1/placements`, `/v1/rebalance`).
     pub placement: PlacementConfig,
+    /// Node-level rebalance (`ecoplace rebalance --nodes`): which pods may be evicted, how fast.
+    pub rebalance: NodeRebalanceConfig,
+}
+
+/// Node-level rebalance: evictions through the Eviction API, capped and paced.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct NodeRebalanceConfig {
+    /// Most pods one `--execute` run evicts.
+    pub max_evictions: u32,
+    /// Time between two evictions, seconds.
+    pub eviction_interval_seconds: f64,
+    /// Namespaces whose pods are never moved.
+    pub excluded_namespaces: Vec<String>,
+    /// Also move pods with `emptyDir` or `hostPath` volumes (their local data is lost).
+    pub evict_local_storage_pods: bool,
+}
+
+impl Default for NodeRebalanceConfig {
+    fn default() -> Self {
+        Self {
+            max_evictions: 5,
+            eviction_interval_seconds: 30.0,
+            excluded_namespaces: vec!["kube-system".into()],
+            evict_local_storage_pods: false,
+        }
+    }
 }
 
 /// Batch placement and rebalance on managed clusters: solver limits and the move threshold.
@@ -390,6 +417,13 @@ impl Config {
         }
         if !(pl.min_gain.is_finite() && pl.min_gain >= 0.0) {
             return field("placement.minGain", "must be a finite number ≥ 0".into());
+        }
+        let rb = &self.rebalance;
+        if !(rb.eviction_interval_seconds.is_finite() && rb.eviction_interval_seconds >= 0.0) {
+            return field(
+                "rebalance.evictionIntervalSeconds",
+                "must be a finite number ≥ 0".into(),
+            );
         }
         if !positive(self.policy.expected_duration_seconds) {
             return field("policy.expectedDurationSeconds", "must be positive".into());

@@ -154,39 +154,46 @@ impl NodeSource for KubeNodes {
         if !self.synced.load(std::sync::atomic::Ordering::Acquire) {
             return None;
         }
-        let mut allocated: HashMap<String, PodRequests> = HashMap::new();
-        for pod in self.pods.state() {
-            let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
-                continue;
-            };
-            let r = kube_pod_requests(&pod);
-            let e = allocated.entry(node).or_default();
-            e.cpu += r.cpu;
-            e.memory += r.memory;
-            e.gpu += r.gpu;
-        }
-        Some(
-            self.nodes
-                .state()
-                .iter()
-                .map(|n| {
-                    let name = n.name_any();
-                    let alloc = n
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.allocatable.as_ref())
-                        .map(|a| quantities(a.iter().map(|(k, v)| (k.as_str(), v.0.as_str()))))
-                        .unwrap_or_default();
-                    NodeFact {
-                        allocated: allocated.get(&name).copied().unwrap_or_default(),
-                        labels: n.labels().clone(),
-                        name,
-                        allocatable: alloc,
-                    }
-                })
-                .collect(),
-        )
+        Some(node_facts(&self.nodes.state(), &self.pods.state()))
     }
+}
+
+/// Facts of Node objects, with the requests of the pods bound to them (`pods` should hold
+/// only pods whose phase is not Succeeded/Failed).
+pub fn node_facts<N, P>(nodes: &[N], pods: &[P]) -> Vec<NodeFact>
+where
+    N: std::ops::Deref<Target = KubeNode>,
+    P: std::ops::Deref<Target = KubePod>,
+{
+    let mut allocated: HashMap<String, PodRequests> = HashMap::new();
+    for pod in pods {
+        let Some(node) = pod.spec.as_ref().and_then(|s| s.node_name.clone()) else {
+            continue;
+        };
+        let r = pod_requests(pod);
+        let e = allocated.entry(node).or_default();
+        e.cpu += r.cpu;
+        e.memory += r.memory;
+        e.gpu += r.gpu;
+    }
+    nodes
+        .iter()
+        .map(|n| {
+            let name = n.name_any();
+            let alloc = n
+                .status
+                .as_ref()
+                .and_then(|s| s.allocatable.as_ref())
+                .map(|a| quantities(a.iter().map(|(k, v)| (k.as_str(), v.0.as_str()))))
+                .unwrap_or_default();
+            NodeFact {
+                allocated: allocated.get(&name).copied().unwrap_or_default(),
+                labels: n.labels().clone(),
+                name,
+                allocatable: alloc,
+            }
+        })
+        .collect()
 }
 
 /// Sums cpu, memory and GPU quantities; unparsable ones are skipped with a warning.
@@ -207,8 +214,8 @@ fn quantities<'a>(items: impl Iterator<Item = (&'a str, &'a str)>) -> PodRequest
     r
 }
 
-/// Effective requests of a watched pod (containers, largest init container, overhead).
-fn kube_pod_requests(pod: &KubePod) -> PodRequests {
+/// Effective requests of a pod object (containers, largest init container, overhead).
+pub fn pod_requests(pod: &KubePod) -> PodRequests {
     let Some(spec) = pod.spec.as_ref() else {
         return PodRequests::default();
     };
@@ -267,28 +274,46 @@ pub async fn run_updater(extender: Arc<Extender>, inputs: Inputs, every: Duratio
 pub async fn build_view(inputs: &Inputs) -> FleetView {
     let now = (inputs.clock)();
     let facts = inputs.nodes.facts();
+    let view_inputs = view_inputs(
+        facts.as_deref().unwrap_or_default(),
+        inputs.refresher.latest().snapshot.clone(),
+        inputs.carbon.as_ref(),
+        &inputs.config,
+        now,
+    )
+    .await;
+    FleetView::build(facts.as_deref(), view_inputs)
+}
+
+/// The view's other inputs at `now`: the snapshot given, and the carbon outlook of every
+/// zone the nodes in `facts` are in (zones without intensity are left out, with a warning).
+pub async fn view_inputs(
+    facts: &[NodeFact],
+    snapshot: Option<Arc<kepler_client::FleetSnapshot>>,
+    source: &dyn CarbonIntensitySource,
+    config: &Arc<Config>,
+    now: DateTime<Utc>,
+) -> ViewInputs {
     let zones: BTreeSet<String> = facts
         .iter()
-        .flatten()
-        .filter_map(|f| carbon_zone(&f.labels, &inputs.config))
+        .filter_map(|f| carbon_zone(&f.labels, config))
         .collect();
-    let horizon = chrono::Duration::seconds(inputs.config.policy.expected_duration_seconds as i64);
+    let horizon = chrono::Duration::seconds(config.policy.expected_duration_seconds as i64);
     let mut carbon = HashMap::new();
     for zone in zones {
-        match outlook(inputs.carbon.as_ref(), &zone, now, now + horizon).await {
+        match outlook(source, &zone, now, now + horizon).await {
             Ok(o) => {
                 carbon.insert(zone, o);
             }
             Err(e) => tracing::warn!(zone = %zone, "no carbon intensity: {e}"),
         }
     }
-    let view_inputs = ViewInputs {
-        snapshot: inputs.refresher.latest().snapshot.clone(),
+    ViewInputs {
+        snapshot,
         carbon,
-        config: Arc::clone(&inputs.config),
+        config: Arc::clone(config),
         built_at: now,
-    };
-    FleetView::build(facts.as_deref(), view_inputs)
+    }
 }
 
 /// A zone's carbon outlook from `from`: the intensity then, plus the source's forecast up

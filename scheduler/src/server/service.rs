@@ -62,13 +62,7 @@ impl Service {
             parts.clock.clone(),
         ));
         refresher.first_attempt().await;
-        let power = Arc::new(FallbackPowerModel::from_path(
-            config.power.onnx_model.as_deref(),
-            CurvePowerModel::new(),
-        ));
-        if let Some(e) = power.last_error() {
-            tracing::warn!("power model: {e}; using fitted curves");
-        }
+        let power = power_model(&config);
         let inputs = Inputs {
             nodes: parts.nodes,
             refresher: Arc::clone(&refresher),
@@ -104,6 +98,19 @@ impl Service {
             self.config.extender.max_body_bytes,
         ))
     }
+}
+
+/// The node power model the configuration names (`power.onnxModel`), falling back to the
+/// fitted curves when it is absent or cannot be loaded (with a warning saying why).
+pub fn power_model(config: &Config) -> Arc<FallbackPowerModel> {
+    let power = Arc::new(FallbackPowerModel::from_path(
+        config.power.onnx_model.as_deref(),
+        CurvePowerModel::new(),
+    ));
+    if let Some(e) = power.last_error() {
+        tracing::warn!("power model: {e}; using fitted curves");
+    }
+    power
 }
 
 /// The demo: the simulated fleet's nodes, telemetry and 2020 carbon curves, on a clock that

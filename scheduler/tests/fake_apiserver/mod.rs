@@ -4,6 +4,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod eviction;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,6 +36,10 @@ pub struct Data {
     pub node_lists: usize,
     /// (method, namespace, body) of every event write.
     pub events: Vec<(String, String, Value)>,
+    /// Every Pod eviction request, in order.
+    pub evictions: Vec<eviction::EvictionCall>,
+    /// The HTTP status an eviction of the pod with this name gets (201 if absent).
+    pub eviction_replies: HashMap<String, u16>,
 }
 
 pub struct Fake {
@@ -252,6 +258,12 @@ async fn event_write(
 
 /// Serves the fake on 127.0.0.1:0; returns it, the pods-list gate and a client.
 pub async fn start(gate_open: bool) -> (Shared, watch::Sender<bool>, kube::Client) {
+    let (fake, gate, config) = start_with_config(gate_open).await;
+    (fake, gate, kube::Client::try_from(config).unwrap())
+}
+
+/// Serves the fake on 127.0.0.1:0; returns it, the pods-list gate and a client config.
+pub async fn start_with_config(gate_open: bool) -> (Shared, watch::Sender<bool>, kube::Config) {
     let (gate_tx, gate_rx) = watch::channel(gate_open);
     let fake = Arc::new(Fake {
         data: Mutex::new(Data::default()),
@@ -267,6 +279,10 @@ pub async fn start(gate_open: bool) -> (Shared, watch::Sender<bool>, kube::Clien
             post(event_write),
         )
         .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/eviction",
+            post(eviction::evict),
+        )
+        .route(
             "/apis/events.k8s.io/v1/namespaces/{ns}/events/{name}",
             axum::routing::patch(event_write),
         )
@@ -275,8 +291,7 @@ pub async fn start(gate_open: bool) -> (Shared, watch::Sender<bool>, kube::Clien
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
     let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
-    let client = kube::Client::try_from(config).unwrap();
-    (fake, gate_tx, client)
+    (fake, gate_tx, config)
 }
 
 pub fn managed() -> Value {
