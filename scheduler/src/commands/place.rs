@@ -1,6 +1,6 @@
 //! `ecoplace place -f request.yaml`: batch placement of workloads on clusters, as JSON.
 
-use std::io::{Read as _, Write as _};
+use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -64,10 +64,6 @@ pub fn answer<T: Serialize>(result: Result<T, PlacementError>) -> Result<ExitCod
             (serde_json::to_string_pretty(&e.body())?, ExitCode::FAILURE)
         }
     };
-    let mut out = std::io::stdout().lock();
-    match writeln!(out, "{text}").and_then(|()| out.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        other => other?,
-    }
+    super::print_out(&(text + "\n"))?;
     Ok(code)
 }

@@ -2,7 +2,6 @@
 //! from a request file (`-f`, advisory), or between the nodes of the Kubernetes cluster in
 //! reach (`--nodes`), where `--execute` evicts the pods that should move.
 
-use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -146,12 +145,7 @@ async fn nodes(args: RebalanceArgs) -> Result<ExitCode> {
         evict::execute(&evicting, &mut out.evictions, pace).await;
     }
     let failed = out.evictions.iter().any(|e| e.outcome == Outcome::Failed);
-    let text = serde_json::to_string_pretty(&out)?;
-    let mut stdout = std::io::stdout().lock();
-    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-        other => other?,
-    }
+    super::print_out(&(serde_json::to_string_pretty(&out)? + "\n"))?;
     Ok(if failed {
         ExitCode::FAILURE
     } else {

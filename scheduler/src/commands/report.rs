@@ -108,7 +108,7 @@ pub async fn run(args: ReportArgs) -> Result<()> {
             std::fs::write(p, text).with_context(|| format!("cannot write {}", p.display()))?;
             eprintln!("wrote {}", p.display());
         }
-        None => print!("{text}"),
+        None => super::print_out(&text)?,
     }
     Ok(())
 }

@@ -44,21 +44,21 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     // The HTML report's hourly charts need each step's node power.
     scenario.settings.record_steps = args.out.is_some();
     let (mut report, runs) = simulate::simulate(&scenario)?;
-    print!("{}", output::table(&report));
+    super::print_out(&output::table(&report))?;
     if let Some(dir) = &args.out {
         report.pareto = Some(pareto::sweep(&scenario)?);
         output::write_all(&report, &runs, &scenario.fleet, dir, &command_line())?;
         trace::write_csv(&scenario.trace, &dir.join("trace.csv"))?;
-        println!(
-            "\nwrote {}/{{report.md,report.html,results.csv,results.json,trace.csv}}",
+        super::print_out(&format!(
+            "\nwrote {}/{{report.md,report.html,results.csv,results.json,trace.csv}}\n",
             dir.display()
-        );
+        ))?;
     }
-    println!(
-        "\nsimulated {} policies in {:.1} s",
+    super::print_out(&format!(
+        "\nsimulated {} policies in {:.1} s\n",
         scenario.policies.len(),
         began.elapsed().as_secs_f64()
-    );
+    ))?;
     Ok(())
 }
 

@@ -163,7 +163,7 @@ pub async fn run(args: TelemetryArgs) -> Result<()> {
         Output::Json => serde_json::to_string_pretty(&view)?,
         Output::Table => render_table(&view, args.top),
     };
-    println!("{out}");
+    super::print_out(&(out + "\n"))?;
     Ok(())
 }
 
