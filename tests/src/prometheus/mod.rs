@@ -28,25 +28,24 @@
 //! The server is killed (SIGKILL, then reaped) when the [`PrometheusServer`] is dropped; the
 //! exporter stops when its [`ExporterGuard`] is dropped. Port 9090 is never used.
 
+mod backfill;
+mod exporter;
+mod query;
+
+pub use exporter::{ExporterGuard, serve_text};
+pub use query::{InstantSample, RangeSeries};
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener};
+use std::net::{Ipv4Addr, TcpListener as StdTcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, anyhow, bail};
-use axum::Router;
-use axum::http::header;
-use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use tempfile::TempDir;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// Path of the Prometheus server binary (Debian package `prometheus`).
 pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
@@ -237,7 +236,7 @@ impl PrometheusServerBuilder {
 
         for (i, text) in self.backfills.iter().enumerate() {
             let input = dir.path().join(format!("backfill-{i}.om"));
-            backfill(text, &input, &data_dir, self.allow_future_backfill)?;
+            backfill::backfill(text, &input, &data_dir, self.allow_future_backfill)?;
         }
 
         let http = reqwest::Client::builder()
@@ -294,26 +293,6 @@ pub struct PrometheusServer {
     http: reqwest::Client,
     // Dropped last (fields drop in declaration order, after `Drop::drop` killed the child).
     dir: TempDir,
-}
-
-/// One series of an instant-query result (`resultType` `vector` or `scalar`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct InstantSample {
-    /// All labels including `__name__` when present.
-    pub labels: BTreeMap<String, String>,
-    /// Evaluation timestamp, Unix seconds.
-    pub timestamp: f64,
-    /// Sample value (`NaN`/`±Inf` are parsed as such).
-    pub value: f64,
-}
-
-/// One series of a range-query result (`resultType` `matrix`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct RangeSeries {
-    /// All labels including `__name__` when present.
-    pub labels: BTreeMap<String, String>,
-    /// `(Unix seconds, value)` pairs in time order.
-    pub values: Vec<(f64, f64)>,
 }
 
 impl PrometheusServer {
@@ -405,187 +384,9 @@ impl PrometheusServer {
             .with_context(|| format!("writing {}", self.config_path.display()))?;
         self.reload().await
     }
+}
 
-    /// Instant query evaluated now (`GET /api/v1/query`).
-    pub async fn query(&self, promql: &str) -> Result<Vec<InstantSample>> {
-        self.instant(promql, None).await
-    }
-
-    /// Instant query evaluated at `at`.
-    pub async fn query_at(&self, promql: &str, at: DateTime<Utc>) -> Result<Vec<InstantSample>> {
-        self.instant(promql, Some(at)).await
-    }
-
-    /// Range query (`GET /api/v1/query_range`) from `start` to `end` every `step`.
-    pub async fn query_range(
-        &self,
-        promql: &str,
-        start: DateTime<Utc>,
-        end: DateTime<Utc>,
-        step: Duration,
-    ) -> Result<Vec<RangeSeries>> {
-        let params = [
-            ("query", promql.to_string()),
-            ("start", unix_seconds(start)),
-            ("end", unix_seconds(end)),
-            ("step", format!("{}", step.as_secs_f64())),
-        ];
-        let data = self.api("query_range", &params).await?;
-        let result_type = data.get("resultType").and_then(Value::as_str);
-        if result_type != Some("matrix") {
-            bail!("query_range {promql:?}: expected a matrix, got {data}");
-        }
-        let series = data
-            .get("result")
-            .and_then(Value::as_array)
-            .ok_or_else(|| anyhow!("query_range {promql:?}: no result array in {data}"))?;
-        series
-            .iter()
-            .map(|s| {
-                let values = s
-                    .get("values")
-                    .and_then(Value::as_array)
-                    .ok_or_else(|| anyhow!("series without values: {s}"))?
-                    .iter()
-                    .map(parse_point)
-                    .collect::<Result<Vec<_>>>()?;
-                Ok(RangeSeries {
-                    labels: parse_labels(s.get("metric"))?,
-                    values,
-                })
-            })
-            .collect()
-    }
-
-    /// Polls the instant query `promql` until it returns at least `min_series` series, e.g.
-    /// to wait for the first scrapes. The error names the last result/error and the targets'
-    /// health (`/api/v1/targets`).
-    pub async fn wait_for_series(
-        &self,
-        promql: &str,
-        min_series: usize,
-        timeout: Duration,
-    ) -> Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let last = match self.query(promql).await {
-                Ok(samples) if samples.len() >= min_series => return Ok(()),
-                Ok(samples) => format!("{} series", samples.len()),
-                Err(err) => format!("error: {err:#}"),
-            };
-            if Instant::now() >= deadline {
-                let targets = self.targets_summary().await;
-                bail!(
-                    "{promql:?} did not reach {min_series} series within {timeout:?} (last: {last}); \
-                     targets: {targets}"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// One line per active target: `job instance health lastError`.
-    pub async fn targets_summary(&self) -> String {
-        let data = match self.api("targets", &[]).await {
-            Ok(data) => data,
-            Err(err) => return format!("(unavailable: {err:#})"),
-        };
-        let targets = data
-            .get("activeTargets")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        if targets.is_empty() {
-            return "(no active targets)".to_string();
-        }
-        targets
-            .iter()
-            .map(|t| {
-                let field = |k: &str| t.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-                let labels = t.get("labels");
-                let label = |k: &str| {
-                    labels
-                        .and_then(|l| l.get(k))
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string()
-                };
-                format!(
-                    "[{} {} {} {}]",
-                    label("job"),
-                    label("instance"),
-                    field("health"),
-                    field("lastError")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    async fn instant(&self, promql: &str, at: Option<DateTime<Utc>>) -> Result<Vec<InstantSample>> {
-        let mut params = vec![("query", promql.to_string())];
-        if let Some(at) = at {
-            params.push(("time", unix_seconds(at)));
-        }
-        let data = self.api("query", &params).await?;
-        let result = data
-            .get("result")
-            .ok_or_else(|| anyhow!("query {promql:?}: no result in {data}"))?;
-        match data.get("resultType").and_then(Value::as_str) {
-            Some("vector") => result
-                .as_array()
-                .ok_or_else(|| anyhow!("query {promql:?}: vector result is not an array"))?
-                .iter()
-                .map(|s| {
-                    let (timestamp, value) = parse_point(
-                        s.get("value")
-                            .ok_or_else(|| anyhow!("sample without value: {s}"))?,
-                    )?;
-                    Ok(InstantSample {
-                        labels: parse_labels(s.get("metric"))?,
-                        timestamp,
-                        value,
-                    })
-                })
-                .collect(),
-            Some("scalar") => {
-                let (timestamp, value) = parse_point(result)?;
-                Ok(vec![InstantSample {
-                    labels: BTreeMap::new(),
-                    timestamp,
-                    value,
-                }])
-            }
-            other => bail!("query {promql:?}: unsupported resultType {other:?}"),
-        }
-    }
-
-    /// `GET /api/v1/{endpoint}` and returns `data` of a `success` answer.
-    async fn api(&self, endpoint: &str, params: &[(&str, String)]) -> Result<Value> {
-        let base = format!("{}/api/v1/{endpoint}", self.url());
-        let url = reqwest::Url::parse_with_params(&base, params)
-            .with_context(|| format!("building the URL for {base}"))?;
-        let resp = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .with_context(|| format!("GET {base}"))?;
-        let status = resp.status();
-        let body = resp
-            .text()
-            .await
-            .with_context(|| format!("reading the answer of {base}"))?;
-        let json: Value = serde_json::from_str(&body)
-            .with_context(|| format!("GET {base}: HTTP {status}, body is not JSON: {body}"))?;
-        if json.get("status").and_then(Value::as_str) != Some("success") {
-            bail!("GET {base} {params:?}: HTTP {status}: {body}");
-        }
-        json.get("data")
-            .cloned()
-            .ok_or_else(|| anyhow!("GET {base}: no data in {body}"))
-    }
-
+impl PrometheusServer {
     /// Spawns the child on `self.port` and waits for readiness.
     async fn spawn_and_wait(&mut self) -> Result<()> {
         ensure_binary(PROMETHEUS_BIN)?;
@@ -667,84 +468,7 @@ impl Drop for PrometheusServer {
     }
 }
 
-/// Keeps a [`serve_text`] exporter running; dropping it stops accepting connections and
-/// closes idle ones.
-#[derive(Debug)]
-pub struct ExporterGuard {
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl ExporterGuard {
-    /// Stops the exporter and waits until it has shut down (open requests finish first).
-    pub async fn shutdown(mut self) -> Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.context("exporter task failed")?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for ExporterGuard {
-    fn drop(&mut self) {
-        // Dropping the sender resolves the shutdown future: axum stops accepting, drops the
-        // listener and gracefully closes connections; the task then ends by itself.
-        self.shutdown.take();
-    }
-}
-
-/// Serves `GET /metrics` on `127.0.0.1:<free port>` with
-/// [`TEXT_FORMAT_CONTENT_TYPE`] and the body produced by `make_body` on every request.
-/// Returns the bound address (pass `addr.to_string()` as a scrape target) and a guard that
-/// stops the server when dropped. Must be called inside a Tokio runtime.
-pub async fn serve_text<F>(make_body: F) -> Result<(SocketAddr, ExporterGuard)>
-where
-    F: Fn() -> String + Send + Sync + 'static,
-{
-    let make_body = Arc::new(make_body);
-    let app = Router::new().route(
-        "/metrics",
-        get(move || {
-            let make_body = Arc::clone(&make_body);
-            async move {
-                (
-                    [(header::CONTENT_TYPE, TEXT_FORMAT_CONTENT_TYPE)],
-                    make_body(),
-                )
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .context("binding the exporter on 127.0.0.1:0")?;
-    let addr = listener
-        .local_addr()
-        .context("reading the exporter address")?;
-    let listener = listener.tap_io(|tcp| {
-        // Avoid delayed-ACK stalls on loopback; failure only costs latency.
-        let _ = tcp.set_nodelay(true);
-    });
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = rx.await;
-            })
-            .await;
-    });
-    Ok((
-        addr,
-        ExporterGuard {
-            shutdown: Some(tx),
-            task: Some(task),
-        },
-    ))
-}
-
-fn ensure_binary(path: &str) -> Result<()> {
+pub(crate) fn ensure_binary(path: &str) -> Result<()> {
     if Path::new(path).is_file() {
         Ok(())
     } else {
@@ -756,7 +480,7 @@ fn ensure_binary(path: &str) -> Result<()> {
 }
 
 /// Picks a free loopback port (never 9090, where Debian's service may listen).
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     for _ in 0..10 {
         let listener = StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .context("binding 127.0.0.1:0 to find a free port")?;
@@ -781,7 +505,7 @@ fn prom_duration(d: Duration) -> String {
     }
 }
 
-fn unix_seconds(t: DateTime<Utc>) -> String {
+pub(crate) fn unix_seconds(t: DateTime<Utc>) -> String {
     format!("{:.3}", t.timestamp_millis() as f64 / 1000.0)
 }
 
@@ -824,161 +548,6 @@ pub fn render_config(scrape_interval: Duration, jobs: &[ScrapeJob]) -> Result<St
     Ok(out)
 }
 
-/// Writes `text` to `input` and runs promtool to create blocks in `data_dir`.
-fn backfill(text: &str, input: &Path, data_dir: &Path, allow_future: bool) -> Result<()> {
-    ensure_binary(PROMTOOL_BIN)?;
-    let newest = check_openmetrics(text)?;
-    if !allow_future && let Some(newest) = newest {
-        let now = Utc::now().timestamp_millis() as f64 / 1000.0;
-        if newest > now {
-            bail!(
-                "OpenMetrics backfill has a sample at {newest}, {:.0} s in the future: Prometheus \
-                 would then drop every live scrape as \"out of bounds\" until that time; end the \
-                 history at or before now, or use `allow_future_backfill(true)`",
-                newest - now
-            );
-        }
-    }
-    // promtool accepts nothing after `# EOF` but one newline.
-    let text = format!("{}\n", text.trim_end());
-    fs::write(input, text).with_context(|| format!("writing {}", input.display()))?;
-    let output = Command::new(PROMTOOL_BIN)
-        .args(["tsdb", "create-blocks-from", "openmetrics"])
-        .arg(input)
-        .arg(data_dir)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {PROMTOOL_BIN}"))?;
-    if !output.status.success() {
-        bail!(
-            "`promtool tsdb create-blocks-from openmetrics {} {}` failed ({}):\n{}{}",
-            input.display(),
-            data_dir.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
-}
-
-/// Catches the mistakes promtool accepts silently or reports obscurely: a missing `# EOF`,
-/// samples without timestamps and millisecond timestamps (which promtool would happily store ~56 000 years ahead).
-/// Returns the newest sample timestamp (seconds), if any sample has one.
-fn check_openmetrics(text: &str) -> Result<Option<f64>> {
-    if text.trim_end().lines().last().map(str::trim) != Some("# EOF") {
-        bail!("OpenMetrics backfill input must end with a `# EOF` line");
-    }
-    // Anything above this is not a plausible Unix time in seconds (year ~5138).
-    const MAX_SECONDS: f64 = 1e11;
-    let mut newest: Option<f64> = None;
-    for (no, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let ts = match sample_timestamp(line) {
-            LineTimestamp::At(ts) => ts,
-            LineTimestamp::Missing => bail!(
-                "OpenMetrics backfill line {}: every sample needs a timestamp (Unix seconds): {line}",
-                no + 1
-            ),
-            LineTimestamp::Unknown => continue,
-        };
-        if ts > MAX_SECONDS {
-            bail!(
-                "OpenMetrics backfill line {}: timestamp {ts} looks like milliseconds; \
-                 OpenMetrics timestamps are seconds: {line}",
-                no + 1
-            );
-        }
-        newest = Some(newest.map_or(ts, |n| n.max(ts)));
-    }
-    Ok(newest)
-}
-
-/// How a sample line's timestamp looks (quote-aware label skipping).
-#[derive(Debug, PartialEq)]
-enum LineTimestamp {
-    /// A parseable timestamp (seconds if the input is right).
-    At(f64),
-    /// Value but no timestamp (promtool rejects this).
-    Missing,
-    /// Not understood here; promtool will judge it.
-    Unknown,
-}
-
-fn sample_timestamp(line: &str) -> LineTimestamp {
-    match scan_sample(line) {
-        None => LineTimestamp::Unknown,
-        Some(None) => LineTimestamp::Missing,
-        Some(Some(ts)) => ts.parse().map_or(LineTimestamp::Unknown, LineTimestamp::At),
-    }
-}
-
-/// `Some(timestamp token)` of a sample line with a value; `None` if it cannot be scanned.
-fn scan_sample(line: &str) -> Option<Option<&str>> {
-    let rest = match line.find(['{', ' ']) {
-        Some(i) if line[i..].starts_with('{') => {
-            let mut in_quotes = false;
-            let mut escaped = false;
-            let mut end = None;
-            for (j, c) in line[i..].char_indices() {
-                match c {
-                    _ if escaped => escaped = false,
-                    '\\' if in_quotes => escaped = true,
-                    '"' => in_quotes = !in_quotes,
-                    '}' if !in_quotes => {
-                        end = Some(i + j + 1);
-                        break;
-                    }
-                    _ => {}
-                }
-            }
-            &line[end?..]
-        }
-        Some(i) => &line[i..],
-        None => return None,
-    };
-    let mut tokens = rest.split_whitespace();
-    let _value = tokens.next()?;
-    // `#` starts an exemplar, which follows the (absent) sample timestamp.
-    Some(tokens.next().filter(|ts| *ts != "#"))
-}
-
-fn parse_labels(metric: Option<&Value>) -> Result<BTreeMap<String, String>> {
-    let Some(metric) = metric else {
-        return Ok(BTreeMap::new());
-    };
-    metric
-        .as_object()
-        .ok_or_else(|| anyhow!("metric is not an object: {metric}"))?
-        .iter()
-        .map(|(k, v)| {
-            v.as_str()
-                .map(|v| (k.clone(), v.to_string()))
-                .ok_or_else(|| anyhow!("label {k} is not a string: {v}"))
-        })
-        .collect()
-}
-
-/// Parses `[<unix seconds>, "<value>"]`.
-fn parse_point(point: &Value) -> Result<(f64, f64)> {
-    let pair = point
-        .as_array()
-        .filter(|a| a.len() == 2)
-        .ok_or_else(|| anyhow!("expected [time, \"value\"], got {point}"))?;
-    let ts = pair[0]
-        .as_f64()
-        .ok_or_else(|| anyhow!("bad timestamp in {point}"))?;
-    let value = pair[1]
-        .as_str()
-        .ok_or_else(|| anyhow!("value is not a string in {point}"))?
-        .parse::<f64>()
-        .with_context(|| format!("bad value in {point}"))?;
-    Ok((ts, value))
-}
-
 fn tail(path: &Path, lines: usize) -> String {
     let Ok(bytes) = fs::read(path) else {
         return String::new();
@@ -990,6 +559,7 @@ fn tail(path: &Path, lines: usize) -> String {
 
 #[cfg(test)]
 mod unit {
+    use super::backfill::{LineTimestamp, check_openmetrics, sample_timestamp};
     use super::*;
 
     #[test]
