@@ -110,7 +110,7 @@ pub struct ExtenderConfig {
     pub deadline_ms: u64,
     /// Largest request body accepted, bytes (full NodeLists at 5 000 nodes are tens of MB).
     pub max_body_bytes: usize,
-    /// Serve HTTPS with this certificate and key.
+    /// Serve HTTPS with this certificate and key, optionally requiring client certificates.
     pub tls: Option<TlsConfig>,
 }
 
@@ -132,8 +132,12 @@ impl Default for ExtenderConfig {
 pub struct TlsConfig {
     /// Certificate chain (PEM).
     pub cert_file: PathBuf,
-    /// Private key (PEM).
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
+    /// CA bundle (PEM) for client certificates: when set, every client must present a
+    /// certificate chained to it (mutual TLS, kube-scheduler's `tlsConfig.certFile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// Telemetry settings.
