@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -108,32 +109,38 @@ impl Pki {
             cert_file: self.path("server.crt"),
             key_file: self.path("server.key"),
             client_ca_file: client_ca.then(|| self.path("client-ca.crt")),
+            reload_seconds: 0.0,
         }
     }
 
     /// An HTTPS client trusting only the server CA, presenting `identity` (cert + key PEM).
     fn client(&self, identity: Option<&str>) -> reqwest::Client {
-        let ca = reqwest::Certificate::from_pem(self.server_ca.as_bytes()).unwrap();
-        let mut builder = reqwest::Client::builder()
-            .tls_certs_only([ca])
-            .timeout(Duration::from_secs(10));
-        if let Some(pem) = identity {
-            builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
-        }
-        builder.build().unwrap()
+        https_client(&self.server_ca, identity)
     }
 }
 
+/// An HTTPS client trusting only `ca_pem`, presenting `identity` (cert + key PEM).
+fn https_client(ca_pem: &str, identity: Option<&str>) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
+    let mut builder = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .timeout(Duration::from_secs(10));
+    if let Some(pem) = identity {
+        builder = builder.identity(reqwest::Identity::from_pem(pem.as_bytes()).unwrap());
+    }
+    builder.build().unwrap()
+}
+
 /// The demo extender served over TLS on an ephemeral 127.0.0.1 port by [`tls::serve`].
-async fn start(config: &TlsConfig) -> (SocketAddr, Handle<SocketAddr>) {
+async fn start(config: &TlsConfig) -> (SocketAddr, Handle<SocketAddr>, RustlsConfig) {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let rustls = tls::rustls_config(config).unwrap();
     let router = common::demo_router(Config::default()).await;
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let handle = Handle::new();
-    tokio::spawn(tls::serve(listener, router, rustls, handle.clone()));
-    (addr, handle)
+    tokio::spawn(tls::serve(listener, router, rustls.clone(), handle.clone()));
+    (addr, handle, rustls)
 }
 
 /// `POST /scheduler/prioritize` with a names-mode body; the status or the whole error chain.
@@ -159,7 +166,7 @@ async fn prioritize(client: &reqwest::Client, addr: SocketAddr) -> Result<u16, S
 #[tokio::test]
 async fn plain_tls_without_client_ca_serves_any_client() {
     let pki = Pki::new();
-    let (addr, handle) = start(&pki.tls(false)).await;
+    let (addr, handle, _) = start(&pki.tls(false)).await;
     assert_eq!(prioritize(&pki.client(None), addr).await, Ok(200));
     // A client certificate nobody asked for is not sent and changes nothing.
     assert_eq!(
@@ -172,7 +179,7 @@ async fn plain_tls_without_client_ca_serves_any_client() {
 #[tokio::test]
 async fn client_ca_requires_a_certificate_chained_to_it() {
     let pki = Pki::new();
-    let (addr, handle) = start(&pki.tls(true)).await;
+    let (addr, handle, _) = start(&pki.tls(true)).await;
 
     let none = prioritize(&pki.client(None), addr).await;
     let e = none.expect_err("a client without a certificate is served");
@@ -275,6 +282,56 @@ fn yaml_field_is_client_ca_file() {
     .to_string();
     assert!(e.contains("extender.tls"), "{e}");
     assert!(e.contains("unknown field `caFile`"), "{e}");
+    assert_eq!(tls.reload_seconds, 60.0);
+    let e = Config::parse(
+        "extender:\n  tls:\n    certFile: /c\n    keyFile: /k\n    reloadSeconds: -1\n",
+        "x.yaml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("extender.tls.reloadSeconds"), "{e}");
+}
+
+#[tokio::test]
+async fn changed_files_are_served_without_a_restart() {
+    let pki = Pki::new();
+    let config = pki.tls(false);
+    let (addr, handle, rustls) = start(&config).await;
+    tls::spawn_reload(config, rustls, Duration::from_millis(100));
+    let old_client = pki.client(None);
+    assert_eq!(prioritize(&old_client, addr).await, Ok(200));
+
+    // A key that does not match the certificate: logged, the served pair kept.
+    pki.write("server.key", &KeyPair::generate().unwrap().serialize_pem());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Fresh clients: a pooled keep-alive connection would keep the old handshake.
+    assert_eq!(prioritize(&pki.client(None), addr).await, Ok(200));
+
+    // A new pair from another CA: served from the next check on, without a restart.
+    let new_ca = ca("rotated server CA");
+    let (cert, key) = leaf(
+        &new_ca,
+        "ecoplace",
+        &["127.0.0.1", "localhost"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    );
+    pki.write("server.crt", &cert);
+    pki.write("server.key", &key);
+    let new_client = https_client(&new_ca.pem(), None);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while prioritize(&new_client, addr).await != Ok(200) {
+        assert!(
+            Instant::now() < deadline,
+            "the new certificate was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let e = prioritize(&pki.client(None), addr).await.unwrap_err();
+    assert!(
+        e.contains("UnknownIssuer") || e.contains("invalid peer certificate"),
+        "{e}"
+    );
+    handle.shutdown();
 }
 
 /// `ecoplace serve --demo` as a child process; killed on drop.

@@ -37,10 +37,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     // Bad TLS files fail here, before telemetry and the apiserver are contacted.
     let rustls = match &config.extender.tls {
-        Some(tls) => Some((
-            crate::server::tls::rustls_config(tls)?,
-            tls.client_ca_file.is_some(),
-        )),
+        Some(tls) => Some((crate::server::tls::rustls_config(tls)?, tls.clone())),
         None => None,
     };
     let parts = if args.demo {
@@ -82,7 +79,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .parse()
         .with_context(|| format!("extender.listen `{}`", config.extender.listen))?;
     match rustls {
-        Some((rustls, client_ca)) => {
+        Some((rustls, tls)) => {
+            if tls.reload_seconds > 0.0 {
+                let every = Duration::from_secs_f64(tls.reload_seconds);
+                crate::server::tls::spawn_reload(tls.clone(), rustls.clone(), every);
+            }
             let listener =
                 std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
             let handle = axum_server::Handle::new();
@@ -91,7 +92,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
                 on_signal.graceful_shutdown(Some(Duration::from_secs(10)));
             });
-            let mtls = if client_ca {
+            let mtls = if tls.client_ca_file.is_some() {
                 " (client certificates required)"
             } else {
                 ""

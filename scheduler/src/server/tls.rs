@@ -5,6 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum_server::Handle;
@@ -15,6 +16,8 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
 
 use crate::config::TlsConfig;
 
@@ -117,6 +120,59 @@ pub async fn serve(
         .handle(handle)
         .serve(app.into_make_service())
         .await
+}
+
+/// Every `every`, re-reads `tls`'s files and, when their bytes changed and they load, swaps
+/// them into `config` (new connections get them; open ones keep theirs). A changed set that
+/// does not load is logged and the served one kept.
+pub fn spawn_reload(tls: TlsConfig, config: RustlsConfig, every: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut seen = fingerprint(&tls);
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        tick.tick().await; // the first tick is immediate
+        loop {
+            tick.tick().await;
+            let files = tls.clone();
+            let before = seen.clone();
+            let checked = tokio::task::spawn_blocking(move || {
+                let now = fingerprint(&files);
+                let built = (now != before).then(|| {
+                    server_config(
+                        &files,
+                        Arc::new(rustls::crypto::aws_lc_rs::default_provider()),
+                    )
+                });
+                (now, built)
+            })
+            .await;
+            let Ok((now, built)) = checked else { continue };
+            seen = now;
+            match built {
+                None => {}
+                Some(Ok(new)) => {
+                    config.reload_from_config(new);
+                    tracing::info!("extender.tls: files changed, new certificate loaded");
+                }
+                Some(Err(e)) => tracing::warn!(
+                    "extender.tls: files changed but do not load, still serving the previous ones: {e}"
+                ),
+            }
+        }
+    })
+}
+
+/// The bytes of the certificate, key and client CA files (`None` for one that cannot be read).
+fn fingerprint(tls: &TlsConfig) -> Vec<Option<Vec<u8>>> {
+    [
+        Some(&tls.cert_file),
+        Some(&tls.key_file),
+        tls.client_ca_file.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|p| std::fs::read(p).ok())
+    .collect()
 }
 
 fn read(field: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
