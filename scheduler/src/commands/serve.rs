@@ -35,6 +35,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Some(l) = &args.listen {
         config.extender.listen = l.clone();
     }
+    // Bad TLS files fail here, before telemetry and the apiserver are contacted.
+    let rustls = match &config.extender.tls {
+        Some(tls) => Some((crate::server::tls::rustls_config(tls)?, tls.clone())),
+        None => None,
+    };
     let parts = if args.demo {
         service::demo(config)?
     } else {
@@ -73,25 +78,30 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         .listen
         .parse()
         .with_context(|| format!("extender.listen `{}`", config.extender.listen))?;
-    match &config.extender.tls {
-        Some(tls) => {
-            let rustls =
-                axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert_file, &tls.key_file)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "extender.tls: {} / {}",
-                            tls.cert_file.display(),
-                            tls.key_file.display()
-                        )
-                    })?;
+    match rustls {
+        Some((rustls, tls)) => {
+            if tls.reload_seconds > 0.0 {
+                let every = Duration::from_secs_f64(tls.reload_seconds);
+                crate::server::tls::spawn_reload(tls.clone(), rustls.clone(), every);
+            }
+            let listener =
+                std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+            let handle = axum_server::Handle::new();
+            let on_signal = handle.clone();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                on_signal.graceful_shutdown(Some(Duration::from_secs(10)));
+            });
+            let mtls = if tls.client_ca_file.is_some() {
+                " (client certificates required)"
+            } else {
+                ""
+            };
             eprintln!(
-                "ecoplace extender on https://{addr}{}",
+                "ecoplace extender on https://{addr}{}{mtls}",
                 config.extender.prefix
             );
-            axum_server::bind_rustls(addr, rustls)
-                .serve(app.into_make_service())
-                .await?;
+            crate::server::tls::serve(listener, app, rustls, handle).await?;
         }
         None => {
             let listener = tokio::net::TcpListener::bind(addr)

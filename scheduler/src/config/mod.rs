@@ -137,7 +137,7 @@ pub struct ExtenderConfig {
     pub deadline_ms: u64,
     /// Largest request body accepted, bytes (full NodeLists at 5 000 nodes are tens of MB).
     pub max_body_bytes: usize,
-    /// Serve HTTPS with this certificate and key.
+    /// Serve HTTPS with this certificate and key, optionally requiring client certificates.
     pub tls: Option<TlsConfig>,
 }
 
@@ -159,8 +159,21 @@ impl Default for ExtenderConfig {
 pub struct TlsConfig {
     /// Certificate chain (PEM).
     pub cert_file: PathBuf,
-    /// Private key (PEM).
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
     pub key_file: PathBuf,
+    /// CA bundle (PEM) for client certificates: when set, every client must present a
+    /// certificate chained to it (mutual TLS, kube-scheduler's `tlsConfig.certFile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca_file: Option<PathBuf>,
+    /// Seconds between checks of these files: changed files that load replace the served
+    /// ones without a restart (a set that does not load is logged, the current one kept);
+    /// 0: read at start only.
+    #[serde(default = "default_tls_reload_seconds")]
+    pub reload_seconds: f64,
+}
+
+fn default_tls_reload_seconds() -> f64 {
+    60.0
 }
 
 /// Telemetry settings.
@@ -395,6 +408,15 @@ impl Config {
                 ),
             );
         }
+        if let Some(tls) = &self.extender.tls
+            && !(tls.reload_seconds.is_finite()
+                && (0.0..=MAX_TLS_RELOAD_S).contains(&tls.reload_seconds))
+        {
+            return field(
+                "extender.tls.reloadSeconds",
+                format!("must be in 0..={MAX_TLS_RELOAD_S} (0: no reload)"),
+            );
+        }
         if let Some(Err((f, r))) = self.telemetry.prometheus.as_ref().map(|p| p.check()) {
             return field(&format!("telemetry.prometheus.{f}"), r.into());
         }
@@ -523,6 +545,9 @@ impl Config {
 /// `extender.deadlineMs` must be below this: an extender deadline of a second or more
 /// would hold kube-scheduler's scheduling cycle for every pod.
 const MAX_DEADLINE_MS: u64 = 1000;
+
+/// Longest `extender.tls.reloadSeconds`: a day.
+const MAX_TLS_RELOAD_S: f64 = 86_400.0;
 /// Longest `events.minIntervalSeconds` accepted (a week).
 const MAX_EVENT_INTERVAL_S: f64 = 7.0 * 86_400.0;
 /// Slowest `events.maxPerSecond` accepted (one event every 1 000 s).

@@ -4,6 +4,7 @@
 pub mod metrics;
 pub mod placement;
 pub mod service;
+pub mod tls;
 
 use std::sync::Arc;
 
