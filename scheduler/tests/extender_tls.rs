@@ -344,13 +344,24 @@ impl Drop for Serve {
     }
 }
 
-/// Starts `ecoplace serve --demo` on 127.0.0.1:`port` with `tls`; stderr as given.
-fn ecoplace_serve(pki: &Pki, tls: &TlsConfig, port: u16, stderr: Stdio) -> Serve {
-    let mut yaml = format!(
-        "extender:\n  listen: 127.0.0.1:{port}\n  tls:\n    certFile: {}\n    keyFile: {}\n",
+/// Starts `ecoplace serve --demo` on 127.0.0.1:`port` with `tls` (plain-HTTP probes on
+/// `probes` when given); stderr as given.
+fn ecoplace_serve(
+    pki: &Pki,
+    tls: &TlsConfig,
+    port: u16,
+    probes: Option<u16>,
+    stderr: Stdio,
+) -> Serve {
+    let mut yaml = format!("extender:\n  listen: 127.0.0.1:{port}\n");
+    if let Some(p) = probes {
+        yaml.push_str(&format!("  probesListen: 127.0.0.1:{p}\n"));
+    }
+    yaml.push_str(&format!(
+        "  tls:\n    certFile: {}\n    keyFile: {}\n",
         tls.cert_file.display(),
         tls.key_file.display()
-    );
+    ));
     if let Some(ca) = &tls.client_ca_file {
         yaml.push_str(&format!("    clientCaFile: {}\n", ca.display()));
     }
@@ -374,7 +385,12 @@ async fn ecoplace_serve_requires_client_certificates_when_configured() {
         .local_addr()
         .unwrap()
         .port();
-    let _serve = ecoplace_serve(&pki, &pki.tls(true), port, Stdio::inherit());
+    let probes = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _serve = ecoplace_serve(&pki, &pki.tls(true), port, Some(probes), Stdio::inherit());
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let client = pki.client(Some(&pki.client));
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -392,6 +408,30 @@ async fn ecoplace_serve_requires_client_certificates_when_configured() {
     }
     let e = prioritize(&pki.client(None), addr).await.unwrap_err();
     assert!(e.contains("CertificateRequired"), "{e}");
+    // Probes and metrics answer without a certificate on the plain-HTTP port; the verbs
+    // are not served there.
+    let plain = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{probes}");
+    let health = plain.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = plain.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    assert!(ready.text().await.unwrap().contains("nodes: synced"));
+    let metrics = plain.get(format!("{base}/metrics")).send().await.unwrap();
+    assert!(
+        metrics
+            .text()
+            .await
+            .unwrap()
+            .contains("ecoplace_extender_requests_total")
+    );
+    let verb = plain
+        .post(format!("{base}/scheduler/prioritize"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verb.status(), 404);
 }
 
 #[test]
@@ -399,7 +439,7 @@ fn ecoplace_serve_exits_naming_the_bad_field() {
     let pki = Pki::new();
     let mut tls = pki.tls(true);
     tls.client_ca_file = Some(pki.write("no-ca.pem", "not a certificate\n"));
-    let mut serve = ecoplace_serve(&pki, &tls, 0, Stdio::piped());
+    let mut serve = ecoplace_serve(&pki, &tls, 0, None, Stdio::piped());
     let deadline = Instant::now() + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = serve.0.try_wait().unwrap() {

@@ -72,6 +72,21 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         None => None,
     };
     let config = Arc::clone(&svc.config);
+    if let Some(probes) = &config.extender.probes_listen {
+        let addr: SocketAddr = probes
+            .parse()
+            .with_context(|| format!("extender.probesListen `{probes}`"))?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("extender.probesListen: binding {addr}"))?;
+        let probes_app = crate::server::probes_router(Arc::clone(&svc.extender));
+        eprintln!("ecoplace probes and metrics on http://{addr}");
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, probes_app).await {
+                tracing::error!("probes listener: {e}");
+            }
+        });
+    }
     let app = svc.router();
     let addr: SocketAddr = config
         .extender

@@ -139,6 +139,10 @@ pub struct ExtenderConfig {
     pub max_body_bytes: usize,
     /// Serve HTTPS with this certificate and key, optionally requiring client certificates.
     pub tls: Option<TlsConfig>,
+    /// Also serve `/healthz`, `/readyz` and `/metrics` (not the verbs) over plain HTTP on
+    /// this address, e.g. `0.0.0.0:8081`: kubelet probes and Prometheus cannot present a
+    /// client certificate when `tls.clientCaFile` is set.
+    pub probes_listen: Option<String>,
 }
 
 impl Default for ExtenderConfig {
@@ -149,6 +153,7 @@ impl Default for ExtenderConfig {
             deadline_ms: 250,
             max_body_bytes: 64 << 20,
             tls: None,
+            probes_listen: None,
         }
     }
 }

@@ -17,16 +17,22 @@ use axum::routing::{get, post};
 
 use crate::extender::{Extender, Verb};
 
-/// The router: `POST {prefix}/filter`, `POST {prefix}/prioritize`, `GET /healthz`,
-/// `GET /readyz`, `GET /metrics`.
+/// The router: `POST {prefix}/filter`, `POST {prefix}/prioritize`, and the probes.
 pub fn router(extender: Arc<Extender>, prefix: &str, max_body_bytes: usize) -> Router {
     Router::new()
         .route(&format!("{prefix}/filter"), post(filter))
         .route(&format!("{prefix}/prioritize"), post(prioritize))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(Arc::clone(&extender))
+        .merge(probes_router(extender))
+}
+
+/// The probes alone: `GET /healthz`, `GET /readyz`, `GET /metrics` (`extender.probesListen`).
+pub fn probes_router(extender: Arc<Extender>) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(extender)
 }
 
