@@ -1,7 +1,8 @@
 //! Hostile HTTP input at both verbs: a body larger than `maxBodyBytes` streamed without a
 //! Content-Length is refused with 413 after reading about the limit (not the whole body), and
 //! JSON nested 100 000 deep is a 400 with a JSON error (serde_json's recursion limit, no
-//! stack overflow), wherever in the request it sits.
+//! stack overflow), wherever in the request it sits. The same for the placement API, in
+//! JSON and YAML (serde-saphyr's depth budget: nested YAML is refused in microseconds).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -216,4 +217,63 @@ async fn deeply_nested_json_is_a_400_with_a_json_error() {
     // The server is still answering normally afterwards.
     let (status, _) = send(&app, "prioritize", Body::from(NAMES)).await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// One placement-API call (`/v1/placements` or `/v1/rebalance`) with a content type.
+async fn send_placement(
+    app: &Router,
+    path: &str,
+    content_type: &str,
+    body: Body,
+) -> (StatusCode, Vec<u8>) {
+    let req = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("content-type", content_type)
+        .body(body)
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("response");
+    let status = resp.status();
+    let bytes = to_bytes(resp.into_body(), usize::MAX).await.expect("body");
+    (status, bytes.to_vec())
+}
+
+#[tokio::test]
+async fn the_placement_api_refuses_oversize_and_deeply_nested_bodies() {
+    let config = Config::parse(
+        &format!("extender:\n  maxBodyBytes: {LIMIT}\n"),
+        "test.yaml",
+    )
+    .expect("config");
+    let app = demo(config).await;
+    let chunk = 16 * 1024;
+    for path in ["/v1/placements", "/v1/rebalance"] {
+        let pulled = Arc::new(AtomicUsize::new(0));
+        let body = counting_stream(1_024, chunk, Arc::clone(&pulled));
+        let (status, _) = send_placement(&app, path, "application/json", body).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        assert!(pulled.load(Ordering::SeqCst) <= LIMIT + chunk, "{path}");
+    }
+    let app = demo(Config::default()).await;
+    let deep_json = format!(
+        "{{\"clusters\": [], \"workloads\": [{{\"name\": \"w\", \"replicas\": 1, \"requests\": {{}}, \"latencySloMs\": {}}}]}}",
+        nested_objects(DEPTH)
+    );
+    let deep_yaml = format!(
+        "clusters: []\nworkloads:\n- name: w\n  labels: {}\n",
+        "[".repeat(DEPTH)
+    );
+    for path in ["/v1/placements", "/v1/rebalance"] {
+        for (ct, body) in [
+            ("application/json", deep_json.clone()),
+            ("application/json", "[".repeat(DEPTH)),
+            ("application/yaml", deep_yaml.clone()),
+            ("application/yaml", "[".repeat(DEPTH)),
+        ] {
+            let (status, bytes) = send_placement(&app, path, ct, Body::from(body)).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {ct}");
+            let v: Value = serde_json::from_slice(&bytes).expect("JSON error body");
+            assert!(v.get("error").is_some(), "{path} {ct}: {v}");
+        }
+    }
 }

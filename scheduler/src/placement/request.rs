@@ -243,9 +243,28 @@ impl PlacementRequest {
                 Ok(req)
             }
             Format::Yaml => {
-                let de = serde_yaml::Deserializer::from_slice(body);
-                serde_path_to_error::deserialize(de)
-                    .map_err(|e| field(e.path().to_string(), e.inner().to_string()))
+                // serde-saphyr, not serde_yaml: its budgets (nesting depth 64, events,
+                // aliases) bound the work a hostile body can cause; serde_yaml took 34 s of
+                // CPU (debug build) on 100 kB of nested flow sequences.
+                let mut options = serde_saphyr::Options::default();
+                options.with_snippet = false;
+                let mut failed = None;
+                let decoded =
+                    serde_saphyr::with_deserializer_from_slice_with_options(body, options, |de| {
+                        match serde_path_to_error::deserialize(de) {
+                            Ok(req) => Ok(Some(req)),
+                            Err(e) => {
+                                failed = Some(field(e.path().to_string(), e.inner().to_string()));
+                                Ok(None)
+                            }
+                        }
+                    });
+                match (failed, decoded) {
+                    (Some(e), _) => Err(e),
+                    (None, Ok(Some(req))) => Ok(req),
+                    (None, Ok(None)) => Err(field(String::new(), "no request".into())),
+                    (None, Err(e)) => Err(field(String::new(), e.to_string())),
+                }
             }
         }
     }
