@@ -31,6 +31,26 @@ pub struct Config {
     pub ocm: crate::ocm::OcmConfig,
     /// Batch placement on managed clusters (`/v1/placements`, `/v1/rebalance`).
     pub placement: PlacementConfig,
+    /// The Kubernetes watches behind the extender's node facts.
+    pub kubernetes: KubernetesConfig,
+}
+
+/// The Node and Pod watches that feed the extender's node facts (names mode).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct KubernetesConfig {
+    /// A watch failing (errors, no recovery) for longer than this makes names-mode calls
+    /// fail open (`nodes_stale`) until it recovers, seconds; watches that merely end and
+    /// are re-established never count.
+    pub watch_stale_after_seconds: f64,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            watch_stale_after_seconds: 30.0,
+        }
+    }
 }
 
 /// Batch placement and rebalance on managed clusters: solver limits and the move threshold.
@@ -380,6 +400,12 @@ impl Config {
         }
         if !positive(self.telemetry.stale_after_seconds) {
             return field("telemetry.staleAfterSeconds", "must be positive".into());
+        }
+        if !positive(self.kubernetes.watch_stale_after_seconds) {
+            return field(
+                "kubernetes.watchStaleAfterSeconds",
+                "must be positive".into(),
+            );
         }
         let pl = &self.placement;
         if !positive(pl.time_limit_seconds) {
