@@ -358,3 +358,53 @@ async fn apiserver_outage_fails_open_after_the_grace_and_recovers_by_itself() {
         "{n} calls, slowest {slowest:?}; fail-open {stale_after:?} into the fault, {stale} nodes_stale; recovered {recovered_in:?} after the apiserver came back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_re_established_watch_counts_as_recovered() {
+    // Only watch calls fail (500): kube keeps retrying the watch from its resourceVersion
+    // without re-listing, and a successful re-watch in a quiet cluster yields no object at
+    // all — only the client layer's 2xx (plus the settle time) can end the failure.
+    let grace = Duration::from_millis(1500);
+    let (fake, app, m) = running(grace.as_secs_f64()).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = load(app.clone(), Arc::clone(&stop));
+    eventually(5, "scored decisions", || scored(&m) >= 10).await;
+    let lists = fake.data().node_lists;
+
+    fake.failing_watches.store(true, Ordering::SeqCst);
+    fake.close_watches(false);
+    eventually(10, "names-mode calls failing open (nodes_stale)", || {
+        fail_open(&m, "nodes_stale") > 0 && up(&m, "nodes") == 0 && up(&m, "pods") == 0
+    })
+    .await;
+    fake.failing_watches.store(false, Ordering::SeqCst);
+    let back = Instant::now();
+    eventually(40, "both watches up again", || {
+        up(&m, "nodes") == 1 && up(&m, "pods") == 1
+    })
+    .await;
+    let recovered_in = back.elapsed();
+    assert_eq!(
+        fake.data().node_lists,
+        lists,
+        "no re-list: recovered by the re-watch"
+    );
+    assert_eq!(known(&m), 3.0, "no object arrived");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (stale, scored_before) = (fail_open(&m, "nodes_stale"), scored(&m));
+    eventually(5, "scored decisions again", || {
+        scored(&m) >= scored_before + 20
+    })
+    .await;
+    assert_eq!(
+        fail_open(&m, "nodes_stale"),
+        stale,
+        "no fail-open after recovery"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    let (n, slowest) = check_calls(&calls.await.unwrap());
+    eprintln!(
+        "{n} calls, slowest {slowest:?}; {stale} nodes_stale; up {recovered_in:?} after watches worked again"
+    );
+}

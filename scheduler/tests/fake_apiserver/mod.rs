@@ -48,6 +48,8 @@ pub struct Fake {
     pub closer: watch::Sender<(u64, bool)>,
     /// Node/Pod lists answer 500 and watches a 410 Expired event while set.
     pub failing: AtomicBool,
+    /// Node/Pod watch calls (only) answer 500 while set; lists work.
+    pub failing_watches: AtomicBool,
     /// Node/Pod calls answered with a failure.
     pub failed_calls: AtomicUsize,
 }
@@ -124,13 +126,15 @@ fn not_terminal(pod: &Value) -> bool {
 }
 
 /// While failing: lists get a 500 Status, watches a 200 whose only event is a 410 Expired
-/// ERROR (as after an apiserver restart), which sends the client back to a list.
+/// ERROR (as after an apiserver restart), which sends the client back to a list. While
+/// only watches fail, watch calls get the 500.
 fn failure(f: &Fake, watching: bool, kind: &str) -> Option<Response> {
-    if !f.failing.load(Ordering::SeqCst) {
+    let watch_only = watching && f.failing_watches.load(Ordering::SeqCst);
+    if !f.failing.load(Ordering::SeqCst) && !watch_only {
         return None;
     }
     f.failed_calls.fetch_add(1, Ordering::Relaxed);
-    if watching {
+    if watching && !watch_only {
         let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
             "message": "too old resource version: 1 (9000)", "reason": "Expired", "code": 410});
         let line = format!("{}\n", json!({"type": "ERROR", "object": status}));
@@ -344,6 +348,7 @@ pub async fn start(gate_open: bool) -> (Shared, watch::Sender<bool>, kube::Clien
         url: format!("http://127.0.0.1:{port}"),
         closer: watch::channel((0, false)).0,
         failing: AtomicBool::new(false),
+        failing_watches: AtomicBool::new(false),
         failed_calls: AtomicUsize::new(0),
     });
     let app = Router::new()
