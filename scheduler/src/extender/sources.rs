@@ -317,7 +317,9 @@ pub async fn build_view(inputs: &Inputs) -> FleetView {
         built_at: now,
     };
     let mut view = FleetView::build(facts.as_deref(), view_inputs);
-    let grace = Duration::from_secs_f64(inputs.config.kubernetes.watch_stale_after_seconds);
+    // Checked positive and finite at load; a grace too long for a Duration never expires.
+    let grace = Duration::try_from_secs_f64(inputs.config.kubernetes.watch_stale_after_seconds)
+        .unwrap_or(Duration::MAX);
     view.stale_watches = inputs
         .nodes
         .watch_failures()
