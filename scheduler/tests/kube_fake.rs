@@ -138,9 +138,10 @@ async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn kube_nodes_lists_watches_and_sums_requests() {
-    let (fake, gate, client) = start(false).await;
+    let (fake, gate, _client) = start(false).await;
     seed(&fake);
-    let source = KubeNodes::spawn(client);
+    let metrics = Metrics::new().unwrap();
+    let source = KubeNodes::spawn(fake.kube_config(), &metrics).unwrap();
 
     eventually(5, "the node list", || fake.data().node_lists > 0).await;
     assert!(source.facts().is_none(), "pods not listed yet: no facts");
@@ -220,6 +221,12 @@ async fn kube_nodes_lists_watches_and_sums_requests() {
                 .is_some_and(|c| close(c.allocatable.cpu, 12.0) && close(c.allocated.cpu, 1.5))
     })
     .await;
+
+    assert_eq!(source.watch_failures(), [], "no errors: nothing failing");
+    for watch in ["nodes", "pods"] {
+        assert_eq!(metrics.watch_up.with_label_values(&[watch]).get(), 1);
+        assert_eq!(metrics.watch_errors.with_label_values(&[watch]).get(), 0);
+    }
 
     let d = fake.data();
     assert!(

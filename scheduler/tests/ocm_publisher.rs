@@ -1,6 +1,7 @@
 //! The OCM score publisher against an in-process fake hub apiserver: exact paths, verbs
 //! and bodies, create-if-absent, 409 retries, stale and missing telemetry never refreshed,
-//! unavailable clusters untouched, and Lease hand-over between two publishers.
+//! unavailable clusters untouched, Lease hand-over between two publishers, and a running
+//! publisher through a telemetry outage (no refresh from stale data, then recovery).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -8,6 +9,7 @@ mod ocm_hub;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -319,6 +321,8 @@ async fn conflicts_are_retried_then_counted_as_failures() {
         .collect();
     assert!(rvs[0] != rvs[1] && rvs[1] != rvs[2], "{rvs:?}");
 
+    // A second later validUntil (whole seconds) moves on, so the status is rewritten.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     hub.conflicts
         .store(100, std::sync::atomic::Ordering::SeqCst);
     let round = p.publish_once().await.unwrap();
@@ -396,4 +400,195 @@ async fn only_the_lease_holder_publishes_and_a_peer_takes_over() {
     assert_eq!(published(&ma), a_total);
     assert_eq!(mb.leader.get(), 1);
     task_b.abort();
+}
+
+/// `snapshot(now)` until `failing` is set, then "Prometheus unreachable".
+struct Switch(Arc<AtomicBool>);
+
+#[async_trait]
+impl TelemetrySource for Switch {
+    async fn snapshot(&self, now: DateTime<Utc>) -> Result<FleetSnapshot, TelemetryError> {
+        if self.0.load(Ordering::SeqCst) {
+            return Err(TelemetryError::Unreachable {
+                url: "http://prometheus.test:9090".into(),
+                message: "connection refused".into(),
+            });
+        }
+        Ok(snapshot(now))
+    }
+    fn describe(&self) -> String {
+        "switchable test telemetry".into()
+    }
+}
+
+fn time(v: &Value) -> DateTime<Utc> {
+    let s = v.as_str().unwrap_or_else(|| panic!("not a time: {v}"));
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// Status PUTs of `cluster` among `reqs`: (condition status, reason, scores, validUntil, message).
+type Put = (String, String, BTreeMap<String, i64>, DateTime<Utc>, String);
+
+fn status_puts(reqs: &[ocm_hub::Req], cluster: &str) -> Vec<Put> {
+    let path = format!("{}/status", score_path(cluster, "ecoplace"));
+    reqs.iter()
+        .filter(|r| r.method == "PUT" && r.path == path)
+        .map(|r| {
+            let (status, reason) = condition(&r.body);
+            let scores = match r.body["status"].get("scores") {
+                Some(_) => scores(&r.body),
+                None => BTreeMap::new(),
+            };
+            let message = r.body["status"]["conditions"][0]["message"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (
+                status,
+                reason,
+                scores,
+                time(&r.body["status"]["validUntil"]),
+                message,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_publisher_never_refreshes_scores_from_stale_telemetry_and_recovers() {
+    let (hub, client) = start().await;
+    for (name, region) in [("c1", "de"), ("c2", "fr")] {
+        hub.put(
+            &format!("{MC}/{name}"),
+            managed_cluster(name, region, true, "16"),
+        );
+    }
+    let failing = Arc::new(AtomicBool::new(false));
+    let refresher = Arc::new(Refresher::spawn(
+        Arc::new(Switch(Arc::clone(&failing))),
+        Duration::from_millis(200),
+    ));
+    refresher.first_attempt().await;
+    let stale_after = 3.0;
+    let mut config = config(1);
+    config.telemetry.stale_after_seconds = stale_after;
+    let carbon =
+        CarbonCurves::static_table([("DE".to_string(), 350.0), ("FR".to_string(), 40.0)]).unwrap();
+    let metrics = OcmMetrics::register(&prometheus::Registry::new()).unwrap();
+    let publisher = Publisher {
+        client,
+        refresher: Arc::clone(&refresher),
+        carbon: Arc::new(carbon),
+        config: Arc::new(config),
+        clock: Arc::new(Utc::now),
+        power: Arc::new(CurvePowerModel::new()),
+        metrics: metrics.clone(),
+    };
+    let (leader, rx) = tokio::sync::watch::channel(true);
+    let task = tokio::spawn(publisher.run(rx));
+    let published = |m: &OcmMetrics| m.publish.with_label_values(&["published"]).get();
+    let stale = |m: &OcmMetrics| m.publish.with_label_values(&["telemetry_stale"]).get();
+    let puts =
+        |hub: &Arc<ocm_hub::Hub>, from: usize, c: &str| status_puts(&hub.requests()[from..], c);
+
+    // Healthy: both clusters published, every round.
+    wait_for("two published rounds", 10, || published(&metrics) >= 4).await;
+
+    // Fault: every refresh fails from now on; the refresher keeps the last snapshot.
+    failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let from = hub.requests().len();
+    let before: Vec<Put> = ["c1", "c2"]
+        .iter()
+        .map(|c| status_puts(&hub.requests()[..from], c).pop().unwrap())
+        .collect();
+    for p in &before {
+        assert_eq!((p.0.as_str(), p.1.as_str()), ("True", "Published"), "{p:?}");
+    }
+    let state = refresher.latest();
+    assert!(state.last_error.is_some(), "refreshes fail");
+    let taken = state.snapshot.as_ref().unwrap().taken_at;
+    let stale_at = taken + chrono::Duration::milliseconds((stale_after * 1000.0) as i64);
+    wait_for("two stale rounds", 15, || stale(&metrics) >= 4).await;
+    let during: Vec<Vec<Put>> = ["c1", "c2"].iter().map(|c| puts(&hub, from, c)).collect();
+    let published_during = published(&metrics);
+
+    // Recovery: refreshes succeed again, publishing resumes by itself.
+    failing.store(false, Ordering::SeqCst);
+    let back = hub.requests().len();
+    let back_at = std::time::Instant::now();
+    wait_for("published again", 10, || {
+        ["c1", "c2"].iter().all(|c| {
+            puts(&hub, back, c)
+                .iter()
+                .any(|p| p.1 == "Published" && p.3 > stale_at + chrono::Duration::seconds(1))
+        })
+    })
+    .await;
+    let resumed_in = back_at.elapsed();
+    drop(leader);
+    wait_for("the publisher to stop", 5, || task.is_finished()).await;
+
+    for (cluster, (last_good, puts)) in ["c1", "c2"].iter().zip(before.iter().zip(&during)) {
+        let first_stale = puts
+            .iter()
+            .position(|p| p.1 == "TelemetryStale")
+            .unwrap_or_else(|| {
+                panic!("{cluster}: a TelemetryStale status during the fault: {puts:#?}")
+            });
+        let mut until = last_good.3;
+        for (i, p) in puts.iter().enumerate() {
+            // Never valid past the moment the last snapshot turned stale (1 s: the
+            // written time's precision); never pushed on once skipping began.
+            assert!(
+                p.3 <= stale_at + chrono::Duration::seconds(1),
+                "{cluster}: validUntil {} past the data's staleness {stale_at}: {p:?}",
+                p.3
+            );
+            // Scores in every PUT are the last ones computed from fresh data.
+            assert_eq!(
+                p.2, last_good.2,
+                "{cluster}: no new scores during the fault"
+            );
+            if i < first_stale {
+                // Before the snapshot turned stale it may be re-scored (same data, same
+                // scores), and the message names the data's time, not the write's.
+                assert_eq!(p.1, "Published", "{cluster}: {p:?}");
+                assert!(
+                    p.4.contains(&format!("taken at {taken}")),
+                    "{cluster}: {}",
+                    p.4
+                );
+            } else {
+                assert_eq!(
+                    (p.0.as_str(), p.1.as_str()),
+                    ("False", "TelemetryStale"),
+                    "{cluster}: once stale, never published again during the fault: {p:?}"
+                );
+                assert_eq!(
+                    p.3, until,
+                    "{cluster}: validUntil not extended while skipped"
+                );
+                assert!(
+                    p.4.starts_with("scores not refreshed (they expire)"),
+                    "{}",
+                    p.4
+                );
+            }
+            until = p.3;
+        }
+    }
+    assert_eq!(metrics.failures.get(), 0, "every write succeeded");
+    for (cluster, puts) in ["c1", "c2"].iter().zip(&during) {
+        let skipped = puts.iter().filter(|p| p.1 == "TelemetryStale").count();
+        eprintln!(
+            "{cluster}: {} status PUTs during the fault: {} re-scored from the last snapshot before it turned stale, {skipped} TelemetryStale",
+            puts.len(),
+            puts.len() - skipped
+        );
+    }
+    eprintln!(
+        "published {published_during} before recovery, {} in all; resumed {resumed_in:?} after the source recovered",
+        published(&metrics)
+    );
 }

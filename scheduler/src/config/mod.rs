@@ -33,6 +33,8 @@ pub struct Config {
     pub placement: PlacementConfig,
     /// Node-level rebalance (`ecoplace rebalance --nodes`): which pods may be evicted, how fast.
     pub rebalance: NodeRebalanceConfig,
+    /// The Kubernetes watches behind the extender's node facts.
+    pub kubernetes: KubernetesConfig,
 }
 
 /// Node-level rebalance: evictions through the Eviction API, capped and paced.
@@ -56,6 +58,24 @@ impl Default for NodeRebalanceConfig {
             eviction_interval_seconds: 30.0,
             excluded_namespaces: vec!["kube-system".into()],
             evict_local_storage_pods: false,
+        }
+    }
+}
+
+/// The Node and Pod watches that feed the extender's node facts (names mode).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct KubernetesConfig {
+    /// A watch failing (errors, no recovery) for longer than this makes names-mode calls
+    /// fail open (`nodes_stale`) until it recovers, seconds; watches that merely end and
+    /// are re-established never count.
+    pub watch_stale_after_seconds: f64,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        Self {
+            watch_stale_after_seconds: 30.0,
         }
     }
 }
@@ -434,6 +454,12 @@ impl Config {
         }
         if !positive(self.telemetry.stale_after_seconds) {
             return field("telemetry.staleAfterSeconds", "must be positive".into());
+        }
+        if !positive(self.kubernetes.watch_stale_after_seconds) {
+            return field(
+                "kubernetes.watchStaleAfterSeconds",
+                "must be positive".into(),
+            );
         }
         let pl = &self.placement;
         if !positive(pl.time_limit_seconds) {

@@ -128,3 +128,22 @@ fn prometheus_keys_are_camel_case_with_snake_case_aliases() {
         assert!(e.contains(&format!("x.yaml: {path}")), "{yaml}: {e}");
     }
 }
+
+#[test]
+fn kubernetes_watch_grace_defaults_and_checks() {
+    let c = Config::parse("{}", "x.yaml").unwrap();
+    assert_eq!(c.kubernetes.watch_stale_after_seconds, 30.0);
+    let c = Config::parse("kubernetes:\n  watchStaleAfterSeconds: 1.5\n", "x.yaml").unwrap();
+    assert_eq!(c.kubernetes.watch_stale_after_seconds, 1.5);
+    for yaml in [
+        "kubernetes:\n  watchStaleAfterSeconds: 0\n",
+        "kubernetes:\n  watchStaleAfterSeconds: -3\n",
+        "kubernetes:\n  watchStaleAfterSeconds: .nan\n",
+    ] {
+        let e = Config::parse(yaml, "x.yaml").unwrap_err().to_string();
+        assert!(
+            e.contains("x.yaml: kubernetes.watchStaleAfterSeconds"),
+            "{yaml}: {e}"
+        );
+    }
+}

@@ -186,8 +186,15 @@ pub fn decide<'a>(view: &FleetView, req: &'a Request<'_>, power: &dyn PowerModel
     let mut slot: Vec<Option<usize>> = Vec::with_capacity(names.len());
     match &req.candidates {
         Candidates::Names(_) => {
-            if !view.nodes_synced {
-                let mut d = Decision::neutral(names, Some(FailOpen::NodesNotSynced));
+            let stale = if !view.nodes_synced {
+                Some(FailOpen::NodesNotSynced)
+            } else if !view.stale_watches.is_empty() {
+                Some(FailOpen::NodesStale)
+            } else {
+                None
+            };
+            if stale.is_some() {
+                let mut d = Decision::neutral(names, stale);
                 d.warnings = warnings;
                 return d;
             }

@@ -10,6 +10,7 @@ use kepler_client::FleetSnapshot;
 use optimizer::{CarbonOutlook, Resources, Target, TargetKind};
 use rustc_hash::FxHashMap;
 
+use super::watch_health::WatchFailure;
 use super::wire::{Node, PodRequests};
 use crate::config::Config;
 
@@ -49,6 +50,9 @@ pub enum FailOpen {
     CarbonMissing,
     /// The node watch has not synced (names mode).
     NodesNotSynced,
+    /// A node or pod watch has been failing for longer than
+    /// `kubernetes.watchStaleAfterSeconds`: node facts are stale (names mode).
+    NodesStale,
     /// The decision missed the internal deadline.
     Deadline,
     /// The decision failed (power model error, internal error).
@@ -63,6 +67,7 @@ impl FailOpen {
             Self::TelemetryStale => "telemetry_stale",
             Self::CarbonMissing => "carbon_missing",
             Self::NodesNotSynced => "nodes_not_synced",
+            Self::NodesStale => "nodes_stale",
             Self::Deadline => "deadline",
             Self::DecisionFailed => "decision_failed",
         }
@@ -98,6 +103,9 @@ pub struct FleetView {
     pub fail_open: Option<FailOpen>,
     /// Whether node facts come from a synced source.
     pub nodes_synced: bool,
+    /// Watches failing for longer than `kubernetes.watchStaleAfterSeconds` (set by the
+    /// view updater; non-empty: names-mode calls fail open, `nodes_stale`).
+    pub stale_watches: Vec<WatchFailure>,
 }
 
 impl FleetView {
@@ -115,6 +123,7 @@ impl FleetView {
             },
             fail_open: Some(FailOpen::TelemetryMissing),
             nodes_synced: false,
+            stale_watches: Vec::new(),
         }
     }
 
@@ -140,6 +149,7 @@ impl FleetView {
             inputs,
             fail_open,
             nodes_synced,
+            stale_watches: Vec::new(),
         }
     }
 

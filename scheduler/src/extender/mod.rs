@@ -7,6 +7,7 @@ pub mod fleet;
 pub mod policy;
 pub mod quantity;
 pub mod sources;
+pub mod watch_health;
 pub mod wire;
 
 use std::sync::Arc;

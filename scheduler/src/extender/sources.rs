@@ -12,19 +12,26 @@ use kepler_client::carbon::CarbonIntensitySource;
 use kepler_client::{Refresher, SimulatedFleet};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use optimizer::CarbonOutlook;
 
 use super::Extender;
 use super::fleet::{FleetView, NodeFact, ViewInputs, carbon_zone};
 use super::quantity;
+use super::watch_health::{ObserveLayer, WatchFailure, WatchHealth};
 use super::wire::PodRequests;
 use crate::config::Config;
+use crate::server::metrics::Metrics;
 
 /// A source of node facts; `None` until it has synced.
 pub trait NodeSource: Send + Sync {
     /// Current facts of every node.
     fn facts(&self) -> Option<Vec<NodeFact>>;
+
+    /// The watches behind the facts that are failing now (none: the facts are current).
+    fn watch_failures(&self) -> Vec<WatchFailure> {
+        Vec::new()
+    }
 }
 
 /// Node facts of the embedded simulated fleet (`ecoplace serve --demo`): its 24 nodes as one
@@ -81,6 +88,7 @@ pub struct KubeNodes {
     nodes: Store<KubeNode>,
     pods: Store<KubePod>,
     synced: Arc<std::sync::atomic::AtomicBool>,
+    health: [Arc<WatchHealth>; 2],
 }
 
 impl std::fmt::Debug for KubeNodes {
@@ -90,21 +98,35 @@ impl std::fmt::Debug for KubeNodes {
 }
 
 impl KubeNodes {
-    /// Starts the two watches (managedFields dropped) on `client`.
-    pub fn spawn(client: Client) -> Self {
+    /// Starts the two watches (managedFields dropped) with a client for `config`, their
+    /// health reported in `metrics` (`ecoplace_watch_up`, `ecoplace_watch_errors_total`).
+    pub fn spawn(config: kube::Config, metrics: &Metrics) -> Result<Self, kube::Error> {
+        let node_health = WatchHealth::new("nodes", metrics);
+        let pod_health = WatchHealth::new("pods", metrics);
+        let layer = ObserveLayer::new(vec![
+            (KubeNode::url_path(&(), None), Arc::clone(&node_health)),
+            (KubePod::url_path(&(), None), Arc::clone(&pod_health)),
+        ]);
+        let client = kube::client::ClientBuilder::try_from(config)?
+            .with_layer(&layer)
+            .build();
         let (nodes, node_writer) = reflector::store();
         let (pods, pod_writer) = reflector::store();
+        let h = Arc::clone(&node_health);
         let node_stream = watcher(
             Api::<KubeNode>::all(client.clone()),
             watcher::Config::default(),
         )
+        .inspect(move |item| h.observe(item))
         .modify(|n| n.managed_fields_mut().clear())
         .reflect(node_writer)
         .applied_objects()
         .default_backoff();
         let pod_config =
             watcher::Config::default().fields("status.phase!=Succeeded,status.phase!=Failed");
+        let h = Arc::clone(&pod_health);
         let pod_stream = watcher(Api::<KubePod>::all(client), pod_config)
+            .inspect(move |item| h.observe(item))
             .modify(|p| p.managed_fields_mut().clear())
             .reflect(pod_writer)
             .applied_objects()
@@ -119,11 +141,12 @@ impl KubeNodes {
                 tracing::info!("node and pod watches synced");
             }
         });
-        Self {
+        Ok(Self {
             nodes,
             pods,
             synced,
-        }
+            health: [node_health, pod_health],
+        })
     }
 
     /// The watched Nodes as cached (managedFields dropped).
@@ -150,6 +173,11 @@ where
 }
 
 impl NodeSource for KubeNodes {
+    fn watch_failures(&self) -> Vec<WatchFailure> {
+        let now = std::time::Instant::now();
+        self.health.iter().filter_map(|h| h.failure(now)).collect()
+    }
+
     fn facts(&self) -> Option<Vec<NodeFact>> {
         if !self.synced.load(std::sync::atomic::Ordering::Acquire) {
             return None;
@@ -282,7 +310,17 @@ pub async fn build_view(inputs: &Inputs) -> FleetView {
         now,
     )
     .await;
-    FleetView::build(facts.as_deref(), view_inputs)
+    let mut view = FleetView::build(facts.as_deref(), view_inputs);
+    // Checked positive and finite at load; a grace too long for a Duration never expires.
+    let grace = Duration::try_from_secs_f64(inputs.config.kubernetes.watch_stale_after_seconds)
+        .unwrap_or(Duration::MAX);
+    view.stale_watches = inputs
+        .nodes
+        .watch_failures()
+        .into_iter()
+        .filter(|f| f.failing_for > grace)
+        .collect();
+    view
 }
 
 /// The view's other inputs at `now`: the snapshot given, and the carbon outlook of every

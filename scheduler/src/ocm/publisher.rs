@@ -111,6 +111,13 @@ impl Publisher {
         let mut facts = Vec::new();
         let mut skips = Vec::new();
         let snapshot = self.refresher.latest().snapshot.clone();
+        let data = snapshot.as_deref().map_or(
+            DataTime {
+                taken_at: now,
+                stale_at: now,
+            },
+            |s| DataTime::of(s.taken_at, self.config.telemetry.stale_after_seconds),
+        );
         for mc in &clusters.items {
             let name = mc.name_any();
             if !mc.is_available() {
@@ -144,7 +151,7 @@ impl Publisher {
                 Ok(_) => "published",
                 Err(s) => s.metric_result(),
             };
-            match self.write(&name, &outcome, now).await {
+            match self.write(&name, &outcome, now, data).await {
                 Ok(()) => {
                     self.metrics.publish.with_label_values(&[result]).inc();
                     match outcome {
@@ -252,6 +259,7 @@ impl Publisher {
         cluster: &str,
         outcome: &Result<Scored, Skip>,
         now: DateTime<Utc>,
+        data: DataTime,
     ) -> Result<(), kube::Error> {
         let name = &self.config.ocm.score_resource_name;
         let api = Api::<AddOnPlacementScore>::namespaced(self.client.clone(), cluster);
@@ -275,7 +283,7 @@ impl Publisher {
                     Err(e) => return Err(e),
                 },
             };
-            let status = next_status(current.status.as_ref(), outcome, now, period);
+            let status = next_status(current.status.as_ref(), outcome, now, period, data);
             if current.status.as_ref() == Some(&status) {
                 return Ok(());
             }
@@ -298,25 +306,53 @@ fn is_conflict(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409)
 }
 
-/// The status to write: fresh scores valid for two periods; or, when skipped, the previous
-/// scores and expiry unchanged (they expire) with a condition saying why. A cluster
-/// never scored before gets no scores and `validUntil = now`.
+/// When the telemetry behind a round's scores was taken, and when it turns stale.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DataTime {
+    /// The snapshot's time.
+    pub taken_at: DateTime<Utc>,
+    /// `taken_at` + `telemetry.staleAfterSeconds`: no score from it is valid past this.
+    pub stale_at: DateTime<Utc>,
+}
+
+impl DataTime {
+    /// Data taken at `taken_at`, stale `stale_after_s` seconds later.
+    pub fn of(taken_at: DateTime<Utc>, stale_after_s: f64) -> Self {
+        let ms = (stale_after_s * 1000.0).clamp(0.0, 86_400_000.0 * 365.0) as i64;
+        Self {
+            taken_at,
+            stale_at: taken_at + chrono::Duration::milliseconds(ms),
+        }
+    }
+}
+
+/// The status to write: fresh scores valid for two periods, but never past the moment their
+/// data turns stale (`data.stale_at`: while telemetry is failing, re-scoring the last
+/// snapshot does not push the expiry on); or, when skipped, the previous scores and expiry
+/// unchanged (they expire) with a condition saying why. A cluster never scored before gets
+/// no scores and `validUntil = now`.
 pub fn next_status(
     previous: Option<&AddOnPlacementScoreStatus>,
     outcome: &Result<Scored, Skip>,
     now: DateTime<Utc>,
     period_seconds: u64,
+    data: DataTime,
 ) -> AddOnPlacementScoreStatus {
     let (status, reason, message, scores, valid_until) = match outcome {
         Ok(s) => {
             let names: Vec<&str> = s.items.iter().map(|i| i.name.as_str()).collect();
-            let mut message = format!("scores {} from telemetry at {now}", names.join(", "));
+            let mut message = format!(
+                "scores {} from telemetry taken at {}",
+                names.join(", "),
+                data.taken_at
+            );
             for n in &s.notes {
                 message.push_str("; ");
                 message.push_str(n);
             }
             let secs = i64::try_from(period_seconds.saturating_mul(2)).unwrap_or(i64::MAX);
-            let until = now + chrono::Duration::seconds(secs.min(86_400 * 365));
+            let until =
+                (now + chrono::Duration::seconds(secs.min(86_400 * 365))).min(data.stale_at);
             ("True", PUBLISHED, message, s.items.clone(), until)
         }
         Err(skip) => (
@@ -370,6 +406,11 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, 29, 6, min, 0).unwrap()
     }
 
+    /// Telemetry taken at `min`, stale 300 s later.
+    fn data(min: u32) -> DataTime {
+        DataTime::of(at(min), 300.0)
+    }
+
     fn scored(value: i32) -> Result<Scored, Skip> {
         Ok(Scored {
             items: vec![AddOnPlacementScoreItem::new("ecoplace", value)],
@@ -379,7 +420,7 @@ mod tests {
 
     #[test]
     fn fresh_scores_are_valid_for_two_periods() {
-        let s = next_status(None, &scored(40), at(0), 60);
+        let s = next_status(None, &scored(40), at(0), 60, data(0));
         assert_eq!(s.scores, [AddOnPlacementScoreItem::new("ecoplace", 40)]);
         assert_eq!(s.valid_until, Some(kube_time(at(2))));
         let c = &s.conditions[0];
@@ -389,10 +430,22 @@ mod tests {
     }
 
     #[test]
+    fn scores_are_never_valid_past_their_data_turning_stale() {
+        // Telemetry last taken at 06:00 (stale at 06:05), re-scored at 06:04 and 06:05 with
+        // a 60 s period: the expiry stops at 06:05 instead of moving to 06:06, 06:07.
+        let s = next_status(None, &scored(40), at(4), 60, data(0));
+        assert_eq!(s.valid_until, Some(kube_time(at(5))));
+        let again = next_status(Some(&s), &scored(40), at(5), 60, data(0));
+        assert_eq!(again.valid_until, Some(kube_time(at(5))));
+        let msg = &again.conditions[0].message;
+        assert!(msg.contains(&format!("taken at {}", at(0))), "{msg}");
+    }
+
+    #[test]
     fn a_skip_keeps_old_scores_and_expiry_and_says_why() {
-        let first = next_status(None, &scored(40), at(0), 60);
+        let first = next_status(None, &scored(40), at(0), 60, data(0));
         let skip = Err(Skip::TelemetryStale("snapshot is 900 s old".into()));
-        let s = next_status(Some(&first), &skip, at(1), 60);
+        let s = next_status(Some(&first), &skip, at(1), 60, data(0));
         assert_eq!(s.scores, first.scores);
         assert_eq!(s.valid_until, first.valid_until);
         let c = &s.conditions[0];
@@ -403,21 +456,21 @@ mod tests {
         assert!(c.message.contains("900 s old"));
         assert_eq!(c.last_transition_time, kube_time(at(1)));
         // Still stale a minute later: same transition time.
-        let again = next_status(Some(&s), &skip, at(2), 60);
+        let again = next_status(Some(&s), &skip, at(2), 60, data(0));
         assert_eq!(again.conditions[0].last_transition_time, kube_time(at(1)));
         // Never scored: nothing to keep, already expired.
-        let none = next_status(None, &skip, at(3), 60);
+        let none = next_status(None, &skip, at(3), 60, data(0));
         assert!(none.scores.is_empty());
         assert_eq!(none.valid_until, Some(kube_time(at(3))));
     }
 
     #[test]
     fn other_writers_conditions_are_kept() {
-        let mut prev = next_status(None, &scored(1), at(0), 60);
+        let mut prev = next_status(None, &scored(1), at(0), 60, data(0));
         let mut other = prev.conditions[0].clone();
         other.type_ = "SomethingElse".into();
         prev.conditions.push(other);
-        let s = next_status(Some(&prev), &scored(2), at(1), 60);
+        let s = next_status(Some(&prev), &scored(2), at(1), 60, data(1));
         assert_eq!(s.conditions.len(), 2);
         assert!(s.conditions.iter().any(|c| c.type_ == "SomethingElse"));
         assert_eq!(s.conditions[1].last_transition_time, kube_time(at(0)));

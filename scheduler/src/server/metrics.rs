@@ -1,8 +1,8 @@
 //! The service's own Prometheus metrics (`GET /metrics`).
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Every metric ecoplace exports.
@@ -30,6 +30,11 @@ pub struct Metrics {
     pub events: IntCounterVec,
     /// `ecoplace_events_dropped_total`: events dropped because the write queue was full.
     pub events_dropped: IntCounter,
+    /// `ecoplace_watch_up{watch}` (nodes, pods): 1 while the Kubernetes watch delivers, 0
+    /// while it is failing (or before its first list).
+    pub watch_up: IntGaugeVec,
+    /// `ecoplace_watch_errors_total{watch}`: errors reported by a Kubernetes watch.
+    pub watch_errors: IntCounterVec,
 }
 
 impl Metrics {
@@ -92,6 +97,20 @@ impl Metrics {
             "ecoplace_events_dropped_total",
             "Kubernetes Events dropped because the write queue was full.",
         )?;
+        let watch_up = IntGaugeVec::new(
+            Opts::new(
+                "ecoplace_watch_up",
+                "1 while the Kubernetes watch (nodes, pods) delivers, 0 while it is failing or before its first list.",
+            ),
+            &["watch"],
+        )?;
+        let watch_errors = IntCounterVec::new(
+            Opts::new(
+                "ecoplace_watch_errors_total",
+                "Errors reported by the Kubernetes watches (connection, HTTP status, stream cut, relist).",
+            ),
+            &["watch"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(fail_open.clone()))?;
@@ -102,6 +121,8 @@ impl Metrics {
         registry.register(Box::new(carbon_avoided.clone()))?;
         registry.register(Box::new(events.clone()))?;
         registry.register(Box::new(events_dropped.clone()))?;
+        registry.register(Box::new(watch_up.clone()))?;
+        registry.register(Box::new(watch_errors.clone()))?;
         Ok(Self {
             registry,
             requests,
@@ -114,6 +135,8 @@ impl Metrics {
             carbon_avoided,
             events,
             events_dropped,
+            watch_up,
+            watch_errors,
         })
     }
 

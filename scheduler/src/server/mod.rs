@@ -15,6 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use crate::extender::fleet::FailOpen;
 use crate::extender::{Extender, Verb};
 
 /// The router: `POST {prefix}/filter`, `POST {prefix}/prioritize`, and the probes.
@@ -58,17 +59,36 @@ async fn prioritize(State(ext): State<Arc<Extender>>, body: Bytes) -> Response {
     verb(&ext, Verb::Prioritize, body).await
 }
 
-/// Ready once telemetry and the node watch have synced; the body says what is missing.
+/// Ready once telemetry and the node watch have synced; the body says what is missing or
+/// stale (a stale watch or telemetry keeps the replica ready: it answers fast, neutrally).
 async fn readyz(State(ext): State<Arc<Extender>>) -> Response {
     let view = ext.view();
     let telemetry = match view.fail_open {
         None => "telemetry: ok".to_string(),
         Some(reason) => format!("telemetry: failing open ({})", reason.as_str()),
     };
-    let nodes = if view.nodes_synced {
+    let nodes = if !view.nodes_synced {
+        "nodes: not synced".to_string()
+    } else if view.stale_watches.is_empty() {
         format!("nodes: synced ({} known)", view.targets.len())
     } else {
-        "nodes: not synced".to_string()
+        let failing: Vec<String> = view
+            .stale_watches
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} watch failing for {:.0} s: {}",
+                    f.watch,
+                    f.failing_for.as_secs_f64(),
+                    f.last_error
+                )
+            })
+            .collect();
+        format!(
+            "nodes: stale, failing open ({}) ({})",
+            FailOpen::NodesStale.as_str(),
+            failing.join("; ")
+        )
     };
     let ready = view.nodes_synced && view.inputs.snapshot.is_some();
     let status = if ready {

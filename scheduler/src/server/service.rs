@@ -177,8 +177,10 @@ pub async fn live(config: Config) -> Result<Parts> {
     let source =
         PrometheusSource::new(prom).with_context(|| format!("telemetry.prometheus `{url}`"))?;
     let carbon = carbon(&config, &source)?;
-    let client = kube::Client::try_default()
+    let kube_config = kube::Config::infer()
         .await
+        .context("Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
+    let client = kube::Client::try_from(kube_config.clone())
         .context("connecting to the Kubernetes apiserver (in-cluster or KUBECONFIG)")?;
     let metrics = Metrics::new().context("registering metrics")?;
     let events: Arc<dyn EventSink> = if config.events.enabled {
@@ -190,7 +192,9 @@ pub async fn live(config: Config) -> Result<Parts> {
     } else {
         Arc::new(NoEvents)
     };
-    let nodes: Arc<dyn NodeSource> = Arc::new(KubeNodes::spawn(client));
+    let nodes: Arc<dyn NodeSource> = Arc::new(
+        KubeNodes::spawn(kube_config, &metrics).context("starting the node and pod watches")?,
+    );
     Ok(Parts {
         config,
         nodes,

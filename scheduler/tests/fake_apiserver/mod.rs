@@ -1,14 +1,15 @@
 //! An in-process fake Kubernetes apiserver for tests: Nodes and Pods (list, and chunked
 //! watches with bookmarks replaying a change log) and events.k8s.io/v1 Event writes,
-//! all in the upstream JSON shapes; it records what clients asked for.
+//! all in the upstream JSON shapes; it records what clients asked for. Faults: open
+//! watches can be closed (cleanly, or cut off with an error), and Node/Pod calls can fail
+//! for a while (lists 500, watches end at once with a 410 Expired event).
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod eviction;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
@@ -47,11 +48,40 @@ pub struct Fake {
     pub rv_tx: watch::Sender<u64>,
     pub pods_gate: watch::Receiver<bool>,
     pub calls: AtomicUsize,
+    /// Base URL (`http://127.0.0.1:PORT`).
+    pub url: String,
+    /// Bumped to end every open watch; `true`: cut off with an error, not a clean end.
+    pub closer: watch::Sender<(u64, bool)>,
+    /// Node/Pod lists answer 500 and watches a 410 Expired event while set.
+    pub failing: AtomicBool,
+    /// Node/Pod watch calls (only) answer 500 while set; lists work.
+    pub failing_watches: AtomicBool,
+    /// Node/Pod calls answered with a failure.
+    pub failed_calls: AtomicUsize,
 }
 
 pub type Shared = Arc<Fake>;
 
 impl Fake {
+    /// A client configuration for this fake.
+    pub fn kube_config(&self) -> kube::Config {
+        kube::Config::new(self.url.parse().unwrap())
+    }
+
+    /// Ends every open watch stream: cleanly (as a server-side timeout does) or, with
+    /// `abrupt`, cut off with an error mid-stream.
+    pub fn close_watches(&self, abrupt: bool) {
+        self.closer.send_modify(|(epoch, how)| {
+            *epoch += 1;
+            *how = abrupt;
+        });
+    }
+
+    /// Makes Node/Pod lists and watches fail (`true`) or work again (`false`).
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
     pub fn data(&self) -> std::sync::MutexGuard<'_, Data> {
         self.data.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -101,8 +131,42 @@ fn not_terminal(pod: &Value) -> bool {
     )
 }
 
+/// While failing: lists get a 500 Status, watches a 200 whose only event is a 410 Expired
+/// ERROR (as after an apiserver restart), which sends the client back to a list. While
+/// only watches fail, watch calls get the 500.
+fn failure(f: &Fake, watching: bool, kind: &str) -> Option<Response> {
+    let watch_only = watching && f.failing_watches.load(Ordering::SeqCst);
+    if !f.failing.load(Ordering::SeqCst) && !watch_only {
+        return None;
+    }
+    f.failed_calls.fetch_add(1, Ordering::Relaxed);
+    if watching && !watch_only {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "too old resource version: 1 (9000)", "reason": "Expired", "code": 410});
+        let line = format!("{}\n", json!({"type": "ERROR", "object": status}));
+        return Some(([(header::CONTENT_TYPE, "application/json")], line).into_response());
+    }
+    let status = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("etcdserver: request timed out listing {kind}"), "reason": "InternalError", "code": 500});
+    Some(
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "application/json")],
+            status.to_string(),
+        )
+            .into_response(),
+    )
+}
+
+fn watching(q: &HashMap<String, String>) -> bool {
+    q.get("watch").is_some_and(|w| w == "true" || w == "1")
+}
+
 async fn nodes(State(f): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
     f.calls.fetch_add(1, Ordering::Relaxed);
+    if let Some(r) = failure(&f, watching(&q), "nodes") {
+        return r;
+    }
     if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
         return watch_stream(f, "nodes", "Node", q);
     }
@@ -117,6 +181,9 @@ async fn pods(State(f): State<Shared>, Query(q): Query<HashMap<String, String>>)
     let selector = q.get("fieldSelector").cloned();
     f.data().pod_selectors.push(selector.clone());
     let filtered = selector.as_deref() == Some(PHASE_SELECTOR);
+    if let Some(r) = failure(&f, watching(&q), "pods") {
+        return r;
+    }
     if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
         return watch_stream(f, "pods", "Pod", q);
     }
@@ -181,15 +248,20 @@ fn watch_stream(
     };
     drop(d);
     let rx = f.rv_tx.subscribe();
-    let state = (f, since, rx, pending);
+    let mut closer = f.closer.subscribe();
+    closer.borrow_and_update();
+    let state = (f, since, rx, pending, closer, false);
     let stream = futures::stream::unfold(
         state,
-        move |(f, mut since, mut rx, mut pending)| async move {
+        move |(f, mut since, mut rx, mut pending, mut closer, ended)| async move {
+            if ended {
+                return None;
+            }
             loop {
                 if let Some(line) = pending.pop_front() {
                     return Some((
-                        Ok::<_, Infallible>(Bytes::from(line)),
-                        (f, since, rx, pending),
+                        Ok::<_, std::io::Error>(Bytes::from(line)),
+                        (f, since, rx, pending, closer, false),
                     ));
                 }
                 rx.borrow_and_update();
@@ -199,8 +271,21 @@ fn watch_stream(
                         since = *rv;
                     }
                 }
-                if pending.is_empty() && rx.changed().await.is_err() {
-                    return None;
+                if !pending.is_empty() {
+                    continue;
+                }
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() {
+                        return None;
+                    },
+                    closed = closer.changed() => {
+                        if closed.is_err() || !closer.borrow().1 {
+                            return None;
+                        }
+                        // Cut off: the server aborts the chunked body (no final chunk).
+                        let cut = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "cut off");
+                        return Some((Err(cut), (f, since, rx, pending, closer, true)));
+                    }
                 }
             }
         },
@@ -265,11 +350,18 @@ pub async fn start(gate_open: bool) -> (Shared, watch::Sender<bool>, kube::Clien
 /// Serves the fake on 127.0.0.1:0; returns it, the pods-list gate and a client config.
 pub async fn start_with_config(gate_open: bool) -> (Shared, watch::Sender<bool>, kube::Config) {
     let (gate_tx, gate_rx) = watch::channel(gate_open);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
     let fake = Arc::new(Fake {
         data: Mutex::new(Data::default()),
         rv_tx: watch::channel(0).0,
         pods_gate: gate_rx,
         calls: AtomicUsize::new(0),
+        url: format!("http://127.0.0.1:{port}"),
+        closer: watch::channel((0, false)).0,
+        failing: AtomicBool::new(false),
+        failing_watches: AtomicBool::new(false),
+        failed_calls: AtomicUsize::new(0),
     });
     let app = Router::new()
         .route("/api/v1/nodes", get(nodes))
@@ -287,10 +379,8 @@ pub async fn start_with_config(gate_open: bool) -> (Shared, watch::Sender<bool>,
             axum::routing::patch(event_write),
         )
         .with_state(Arc::clone(&fake));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
+    let config = fake.kube_config();
     (fake, gate_tx, config)
 }
 
