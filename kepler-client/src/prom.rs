@@ -137,10 +137,13 @@ fn config_err(field: &str, message: impl ToString) -> TelemetryError {
 impl PromClient {
     /// Builds a client; reads the CA and client certificate files once, here.
     pub fn new(endpoint: Endpoint) -> Result<Self, TelemetryError> {
-        if !(endpoint.timeout_s.is_finite() && endpoint.timeout_s > 0.0) {
+        if !(endpoint.timeout_s.is_finite()
+            && endpoint.timeout_s > 0.0
+            && endpoint.timeout_s <= 3600.0)
+        {
             return Err(config_err(
                 "timeoutSeconds",
-                "must be a positive number of seconds",
+                "must be a positive number of seconds, at most 3600",
             ));
         }
         let mut builder = reqwest::Client::builder()

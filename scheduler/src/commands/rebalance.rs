@@ -69,9 +69,12 @@ pub async fn run(args: RebalanceArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     if let Some(s) = args.eviction_interval
-        && !(s.is_finite() && s >= 0.0)
+        && !(0.0..=crate::config::MAX_PERIOD_S).contains(&s)
     {
-        eprintln!("ecoplace rebalance: --eviction-interval {s}: must be a finite number ≥ 0");
+        eprintln!(
+            "ecoplace rebalance: --eviction-interval {s}: must be in 0..={} seconds",
+            crate::config::MAX_PERIOD_S
+        );
         return Ok(ExitCode::from(2));
     }
     if args.nodes {

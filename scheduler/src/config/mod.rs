@@ -449,8 +449,13 @@ impl Config {
             return field(&format!("carbon.prometheus.{f}"), r.into());
         }
         let positive = |v: f64| v.is_finite() && v > 0.0;
-        if !positive(self.telemetry.refresh_seconds) {
-            return field("telemetry.refreshSeconds", "must be positive".into());
+        // Periods become `Duration`s: bounded, so that no value can overflow one.
+        let period = |v: f64| v.is_finite() && v > 0.0 && v <= MAX_PERIOD_S;
+        if !period(self.telemetry.refresh_seconds) {
+            return field(
+                "telemetry.refreshSeconds",
+                format!("must be positive and at most {MAX_PERIOD_S} (a day)"),
+            );
         }
         if !positive(self.telemetry.stale_after_seconds) {
             return field("telemetry.staleAfterSeconds", "must be positive".into());
@@ -472,10 +477,10 @@ impl Config {
             return field("placement.minGain", "must be a finite number ≥ 0".into());
         }
         let rb = &self.rebalance;
-        if !(rb.eviction_interval_seconds.is_finite() && rb.eviction_interval_seconds >= 0.0) {
+        if !(0.0..=MAX_PERIOD_S).contains(&rb.eviction_interval_seconds) {
             return field(
                 "rebalance.evictionIntervalSeconds",
-                "must be a finite number ≥ 0".into(),
+                format!("must be in 0..={MAX_PERIOD_S} (a day)"),
             );
         }
         if !positive(self.policy.expected_duration_seconds) {
@@ -579,6 +584,9 @@ const MAX_DEADLINE_MS: u64 = 1000;
 
 /// Longest `extender.tls.reloadSeconds`: a day.
 const MAX_TLS_RELOAD_S: f64 = 86_400.0;
+
+/// Longest period or interval accepted, seconds (a day).
+pub const MAX_PERIOD_S: f64 = 86_400.0;
 /// Longest `events.minIntervalSeconds` accepted (a week).
 const MAX_EVENT_INTERVAL_S: f64 = 7.0 * 86_400.0;
 /// Slowest `events.maxPerSecond` accepted (one event every 1 000 s).

@@ -147,3 +147,30 @@ fn kubernetes_watch_grace_defaults_and_checks() {
         );
     }
 }
+
+#[test]
+fn periods_are_bounded_so_no_duration_overflows() {
+    for (yaml, path) in [
+        (
+            "telemetry:\n  refreshSeconds: 1e300\n",
+            "telemetry.refreshSeconds",
+        ),
+        (
+            "telemetry:\n  refreshSeconds: 0\n",
+            "telemetry.refreshSeconds",
+        ),
+        (
+            "rebalance:\n  evictionIntervalSeconds: 1e300\n",
+            "rebalance.evictionIntervalSeconds",
+        ),
+        (
+            "rebalance:\n  evictionIntervalSeconds: -1\n",
+            "rebalance.evictionIntervalSeconds",
+        ),
+    ] {
+        let e = Config::parse(yaml, "x.yaml").unwrap_err().to_string();
+        assert!(e.contains(&format!("x.yaml: {path}")), "{yaml}: {e}");
+    }
+    let ok = "telemetry:\n  refreshSeconds: 86400\nrebalance:\n  evictionIntervalSeconds: 0\n";
+    assert!(Config::parse(ok, "x.yaml").is_ok());
+}
