@@ -74,8 +74,15 @@ impl NodeSource for SyntheticNodes {
 }
 
 /// The demo service (simulated telemetry, 2020 carbon curves, a fixed clock at
-/// 2020-03-04 12:00 UTC) with `nodes` synthetic nodes in its cache.
+/// 2020-03-04 12:00 UTC) with `nodes` synthetic nodes in its cache; its view is rebuilt
+/// hourly, so benches time requests only.
 pub async fn service(config: Config, nodes: usize) -> Result<Service> {
+    service_every(config, nodes, Duration::from_secs(3600)).await
+}
+
+/// [`service`] with its view rebuilt every `view_every` (`ecoplace serve` rebuilds it
+/// every second: a load or soak test should too).
+pub async fn service_every(config: Config, nodes: usize, view_every: Duration) -> Result<Service> {
     let mut parts = service::demo(config).context("demo parts")?;
     parts.nodes = Arc::new(SyntheticNodes(synthetic_facts(nodes)));
     parts.clock = Arc::new(|| {
@@ -83,7 +90,7 @@ pub async fn service(config: Config, nodes: usize) -> Result<Service> {
             .single()
             .unwrap_or_default()
     });
-    Service::start(parts, Duration::from_secs(3600)).await
+    Service::start(parts, view_every).await
 }
 
 fn fixture() -> Result<Value> {
@@ -104,13 +111,35 @@ pub fn names_body(k: usize, n: usize) -> Result<Vec<u8>> {
 /// A full-`Nodes` body (`nodeCacheCapable: false`) with `k` Node objects as kube-scheduler
 /// marshals them (status with capacity, allocatable, conditions, addresses, nodeInfo).
 pub fn nodes_body(k: usize) -> Result<Vec<u8>> {
+    nodes_body_with_images(k, 0)
+}
+
+/// `status.images` of a node: `n` images, each with a digest and a tag name and a size, as
+/// the kubelet reports them (it reports up to `nodeStatusMaxImages`, 50 by default).
+fn images(node: usize, n: usize) -> Value {
+    (0..n)
+        .map(|j| {
+            let repo = format!("registry.example.com/team-{}/service-{j}", j % 7);
+            let digest = format!("{:016x}", (node * 131 + j).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            json!({
+                "names": [format!("{repo}@sha256:{}", digest.repeat(4)), format!("{repo}:v1.{j}.{}", node % 10)],
+                "sizeBytes": 20_000_000 + 1_000_003 * j as u64
+            })
+        })
+        .collect()
+}
+
+/// [`nodes_body`] with `images_per_node` entries in each node's `status.images` (the bulk of a real
+/// Node object: 50 images make a node ~10 kB).
+pub fn nodes_body_with_images(k: usize, images_per_node: usize) -> Result<Vec<u8>> {
     let mut args = fixture()?;
     let items: Vec<Value> = synthetic_facts(k)
         .into_iter()
-        .map(|f| {
+        .enumerate()
+        .map(|(i, f)| {
             let cpu = format!("{}", f.allocatable.cpu);
             let mem = format!("{}Ki", (f.allocatable.memory / 1024.0) as u64);
-            json!({
+            let mut node = json!({
                 "metadata": {
                     "name": f.name,
                     "uid": format!("6a1c0000-0000-4000-8000-{:012}", f.name.len()),
@@ -128,7 +157,11 @@ pub fn nodes_body(k: usize) -> Result<Vec<u8>> {
                     "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
                     "nodeInfo": {"machineID": "m", "systemUUID": "s", "bootID": "b", "kernelVersion": "6.1.0-27-amd64", "osImage": "Debian GNU/Linux 12 (bookworm)", "containerRuntimeVersion": "containerd://1.7.24", "kubeletVersion": "v1.31.4", "kubeProxyVersion": "v1.31.4", "operatingSystem": "linux", "architecture": "amd64"}
                 }
-            })
+            });
+            if images_per_node > 0 {
+                node["status"]["images"] = images(i, images_per_node);
+            }
+            node
         })
         .collect();
     args["NodeNames"] = Value::Null;

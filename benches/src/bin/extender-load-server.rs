@@ -1,19 +1,22 @@
 //! The extender over HTTP with a synthetic node cache, for `scripts/load-extender`.
 //!
-//! `extender-load-server serve NODES ADDR` serves the demo extender with NODES cached nodes;
-//! `extender-load-server names-body K NODES` and `extender-load-server nodes-body K` print
-//! kube-scheduler request bodies to stdout; `extender-load-server latency CALLS [FILTER]`
+//! `extender-load-server serve NODES ADDR [VIEW_EVERY_S]` serves the demo extender with NODES
+//! cached nodes through `Service::start` and `Service::router` (as `ecoplace serve` does),
+//! rebuilding its view every VIEW_EVERY_S seconds (default 1, as `ecoplace serve`);
+//! `extender-load-server names-body K NODES` and `extender-load-server nodes-body K [IMAGES]`
+//! print kube-scheduler request bodies to stdout (IMAGES: entries in each node's
+//! `status.images`, default 0); `extender-load-server latency CALLS [FILTER]`
 //! times CALLS server-side calls per scenario whose name contains FILTER, one after
 //! another (as kube-scheduler's single scheduling loop makes them), and prints exact
 //! percentiles.
 
 use anyhow::{Context, Result, bail};
 use axum::serve::ListenerExt;
-use benches::extender::{names_body, nodes_body, service};
+use benches::extender::{names_body, nodes_body, nodes_body_with_images, service, service_every};
 use scheduler::config::Config;
 use scheduler::extender::Verb;
 use std::io::Write;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Times `calls` calls of `Extender::handle` (decode, decide, encode, the hop to a blocking
 /// thread under the deadline: the HTTP handler's whole body) per scenario.
@@ -91,14 +94,26 @@ async fn main() -> Result<()> {
         Some("serve") => {
             let nodes = arg(&args, 2, "NODES")?;
             let addr = args.get(3).context("missing ADDR")?;
-            let svc = service(Config::default(), nodes).await?;
+            let every: f64 = match args.get(4) {
+                Some(s) => s
+                    .parse()
+                    .context("VIEW_EVERY_S must be a number of seconds")?,
+                None => 1.0,
+            };
+            let every = Duration::try_from_secs_f64(every)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .context("VIEW_EVERY_S must be positive")?;
+            let svc = service_every(Config::default(), nodes, every).await?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("binding {addr}"))?
                 .tap_io(|s| {
                     let _ = s.set_nodelay(true);
                 });
-            eprintln!("extender with {nodes} cached nodes on http://{addr}/scheduler");
+            eprintln!(
+                "extender with {nodes} cached nodes on http://{addr}/scheduler, view every {every:?}"
+            );
             axum::serve(listener, svc.router()).await?;
         }
         Some("names-body") => {
@@ -106,7 +121,12 @@ async fn main() -> Result<()> {
             std::io::stdout().write_all(&body)?;
         }
         Some("nodes-body") => {
-            let body = nodes_body(arg(&args, 2, "K")?)?;
+            let images = if args.len() > 3 {
+                arg(&args, 3, "IMAGES")?
+            } else {
+                0
+            };
+            let body = nodes_body_with_images(arg(&args, 2, "K")?, images)?;
             std::io::stdout().write_all(&body)?;
         }
         Some("latency") => {
@@ -114,7 +134,7 @@ async fn main() -> Result<()> {
             latency(arg(&args, 2, "CALLS")?, only).await?
         }
         _ => bail!(
-            "usage: extender-load-server serve NODES ADDR | names-body K NODES | nodes-body K | latency CALLS [FILTER]"
+            "usage: extender-load-server serve NODES ADDR [VIEW_EVERY_S] | names-body K NODES | nodes-body K [IMAGES] | latency CALLS [FILTER]"
         ),
     }
     Ok(())
