@@ -173,7 +173,7 @@ pub fn plan(
     let solved = optimizer::plan(&workloads, &targets, &weights, at, power, &options).map_err(
         |e| match e {
             PlanError::Infeasible(report) => NodeRebalanceError::Solve(format!(
-                "the running pods do not fit the nodes as modelled: {report:?}"
+                "the running pods do not fit the nodes as modelled: {report}"
             )),
             other => NodeRebalanceError::Solve(other.to_string()),
         },
