@@ -11,7 +11,7 @@ use axum::Router;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use kepler_client::{PrometheusSource, Refresher};
+use kepler_client::Refresher;
 
 use crate::config::Config;
 use crate::ocm::{self, metrics::OcmMetrics};
@@ -33,15 +33,7 @@ pub struct OcmScoresArgs {
 pub async fn run(args: OcmScoresArgs) -> Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let config = Arc::new(Config::load(&args.config)?);
-    let prom = config
-        .telemetry
-        .prometheus
-        .clone()
-        .context("telemetry.prometheus: required")?;
-    let url = kepler_client::prom::redact_url(&prom.endpoint.url);
-    let source =
-        PrometheusSource::new(prom).with_context(|| format!("telemetry.prometheus `{url}`"))?;
-    let carbon = service::carbon(&config, &source)?;
+    let (source, carbon) = service::sources(&config, "for the score publisher")?;
     let client = kube::Client::try_default()
         .await
         .context("connecting to the hub apiserver (in-cluster or KUBECONFIG)")?;

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use chrono::Utc;
-use kepler_client::PrometheusSource;
 
 use super::place::{answer, placement_config, read_request};
 use crate::config::Config;
@@ -101,15 +100,7 @@ async fn nodes(args: RebalanceArgs) -> Result<ExitCode> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let path = args.config.as_deref().context("--nodes needs --config")?;
     let config = Arc::new(Config::load(path)?);
-    let prom = config
-        .telemetry
-        .prometheus
-        .clone()
-        .context("telemetry.prometheus: required with --nodes")?;
-    let url = kepler_client::prom::redact_url(&prom.endpoint.url);
-    let source =
-        PrometheusSource::new(prom).with_context(|| format!("telemetry.prometheus `{url}`"))?;
-    let carbon = service::carbon(&config, &source)?;
+    let (source, carbon) = service::sources(&config, "with --nodes")?;
     let kube_config = kube::Config::infer()
         .await
         .context("finding the Kubernetes apiserver (in-cluster or KUBECONFIG)")?;

@@ -168,15 +168,7 @@ pub fn demo(mut config: Config) -> Result<Parts> {
 
 /// Production: Prometheus/Thanos telemetry, a Kubernetes watch, configured carbon sources.
 pub async fn live(config: Config) -> Result<Parts> {
-    let prom = config
-        .telemetry
-        .prometheus
-        .clone()
-        .context("telemetry.prometheus: required without --demo")?;
-    let url = kepler_client::prom::redact_url(&prom.endpoint.url);
-    let source =
-        PrometheusSource::new(prom).with_context(|| format!("telemetry.prometheus `{url}`"))?;
-    let carbon = carbon(&config, &source)?;
+    let (source, carbon) = sources(&config, "without --demo")?;
     let kube_config = kube::Config::infer()
         .await
         .context("Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
@@ -204,6 +196,24 @@ pub async fn live(config: Config) -> Result<Parts> {
         events,
         metrics,
     })
+}
+
+/// The Prometheus/Thanos telemetry source and the carbon source the configuration
+/// describes; `when` says when `telemetry.prometheus` is required (for the error).
+pub fn sources(
+    config: &Config,
+    when: &str,
+) -> Result<(PrometheusSource, Arc<dyn CarbonIntensitySource>)> {
+    let prom = config
+        .telemetry
+        .prometheus
+        .clone()
+        .with_context(|| format!("telemetry.prometheus: required {when}"))?;
+    let url = kepler_client::prom::redact_url(&prom.endpoint.url);
+    let source =
+        PrometheusSource::new(prom).with_context(|| format!("telemetry.prometheus `{url}`"))?;
+    let carbon = carbon(config, &source)?;
+    Ok((source, carbon))
 }
 
 /// The carbon source `config.carbon` describes; a Prometheus metric reuses `source`'s
