@@ -26,6 +26,12 @@ async fn demo(config: Config) -> Router {
     common::demo_router(config).await
 }
 
+/// The demo router with `extender.maxBodyBytes` = [`LIMIT`].
+async fn limited() -> Router {
+    let yaml = format!("extender:\n  maxBodyBytes: {LIMIT}\n");
+    demo(Config::parse(&yaml, "test.yaml").expect("config")).await
+}
+
 async fn send(app: &Router, verb: &str, body: Body) -> (StatusCode, Vec<u8>) {
     let req = Request::builder()
         .method("POST")
@@ -54,12 +60,7 @@ use futures::StreamExt;
 
 #[tokio::test]
 async fn streamed_oversize_bodies_get_413_without_being_read_whole() {
-    let config = Config::parse(
-        &format!("extender:\n  maxBodyBytes: {LIMIT}\n"),
-        "test.yaml",
-    )
-    .expect("config");
-    let app = demo(config).await;
+    let app = limited().await;
     let (chunks, chunk) = (1_024, 16 * 1024); // 16 MiB offered
     let total = chunks * chunk;
     for verb in ["filter", "prioritize"] {
@@ -93,12 +94,7 @@ async fn streamed_oversize_bodies_get_413_without_being_read_whole() {
 
 #[tokio::test]
 async fn oversize_content_length_is_refused_after_reading_at_most_the_limit() {
-    let config = Config::parse(
-        &format!("extender:\n  maxBodyBytes: {LIMIT}\n"),
-        "test.yaml",
-    )
-    .expect("config");
-    let app = demo(config).await;
+    let app = limited().await;
     for verb in ["filter", "prioritize"] {
         let pulled = Arc::new(AtomicUsize::new(0));
         let req = Request::builder()
@@ -240,12 +236,7 @@ async fn send_placement(
 
 #[tokio::test]
 async fn the_placement_api_refuses_oversize_and_deeply_nested_bodies() {
-    let config = Config::parse(
-        &format!("extender:\n  maxBodyBytes: {LIMIT}\n"),
-        "test.yaml",
-    )
-    .expect("config");
-    let app = demo(config).await;
+    let app = limited().await;
     let chunk = 16 * 1024;
     for path in ["/v1/placements", "/v1/rebalance"] {
         let pulled = Arc::new(AtomicUsize::new(0));

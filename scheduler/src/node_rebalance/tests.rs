@@ -65,17 +65,16 @@ async fn view(nodes: &[Node], pods: &[Pod]) -> FleetView {
     FleetView::build(Some(&facts), inputs)
 }
 
+/// The plan of [`pods`] over [`nodes`] with the fitted curves and `min_gain`.
+async fn demo_plan(min_gain: f64) -> NodeRebalance {
+    let (nodes, pods) = (nodes(), pods());
+    let v = view(&nodes, &pods).await;
+    plan(&nodes, &pods, v, &CurvePowerModel::new(), min_gain).unwrap()
+}
+
 #[tokio::test]
 async fn pods_on_the_dirtier_grid_are_evicted_towards_the_cleaner_one() {
-    let (nodes, pods) = (nodes(), pods());
-    let out = plan(
-        &nodes,
-        &pods,
-        view(&nodes, &pods).await,
-        &CurvePowerModel::new(),
-        0.0,
-    )
-    .unwrap();
+    let out = demo_plan(0.0).await;
     assert_eq!(out.plan.mode, "dry-run");
     assert_eq!(out.plan.advisory, ADVISORY);
     assert_eq!(out.objective, "balanced");
@@ -114,15 +113,7 @@ async fn pods_on_the_dirtier_grid_are_evicted_towards_the_cleaner_one() {
 
 #[tokio::test]
 async fn moves_below_the_threshold_evict_nothing() {
-    let (nodes, pods) = (nodes(), pods());
-    let out = plan(
-        &nodes,
-        &pods,
-        view(&nodes, &pods).await,
-        &CurvePowerModel::new(),
-        1e9,
-    )
-    .unwrap();
+    let out = demo_plan(1e9).await;
     assert!(out.plan.moves.is_empty());
     assert!(out.evictions.is_empty());
     assert_eq!(out.plan.skipped.len(), 1);
