@@ -70,7 +70,7 @@ impl Default for Backend {
 pub struct SolveOptions {
     /// Wall-time limit of each solver run, seconds.
     pub time_limit_s: f64,
-    /// Relative MIP gap at which the solver stops (0.01 = 1 %).
+    /// Relative MIP gap at which the solver stops, (plan − bound) / |plan| (0.01 = 1 %).
     pub mip_gap: f64,
     /// Absolute MIP gap at which the solver stops (objective units).
     pub absolute_gap: f64,
