@@ -1,5 +1,6 @@
-//! `Request::decode` then `decide` (filter result and priorities) on the demo fleet's view,
-//! for arbitrary request bodies.
+//! `Request::decode` then `decide` (filter reply and priorities) on the demo fleet's view,
+//! and the deadline fail-open replies built from `Echo::of`, for arbitrary request bodies:
+//! every reply of a decodable body is JSON.
 #![no_main]
 
 use std::sync::{Arc, OnceLock};
@@ -11,7 +12,9 @@ use optimizer::power::CurvePowerModel;
 use scheduler::config::Config;
 use scheduler::extender::decide::decide;
 use scheduler::extender::fleet::FleetView;
-use scheduler::extender::wire::Request;
+use scheduler::extender::Verb;
+use scheduler::extender::reply;
+use scheduler::extender::wire::{Echo, Request};
 use scheduler::server::service::{self, Service};
 
 /// The demo extender's first view (built once) and the fitted-curve power model.
@@ -41,13 +44,25 @@ fn fixture() -> &'static (Arc<FleetView>, CurvePowerModel) {
     })
 }
 
+fn json(reply: &reply::Reply) -> serde_json::Value {
+    serde_json::from_slice(&reply.to_vec()).expect("every reply is JSON")
+}
+
 fuzz_target!(|data: &[u8]| {
     let (view, power) = fixture();
+    let request = bytes::Bytes::copy_from_slice(data);
     if let Ok(req) = Request::decode(data) {
         let decision = decide(view, &req, power);
-        let _ = decision.filter_result(&req);
+        json(&decision.filter_reply(&req, &request).expect("filter reply"));
         let mut out = Vec::new();
-        let _ = decision.write_priorities(&mut out);
+        decision.write_priorities(&mut out).expect("priorities");
+        serde_json::from_slice::<serde_json::Value>(&out).expect("priorities are JSON");
         let _ = decision.best();
+        assert_eq!(Echo::of(data).ok(), Some(req.echo.clone()));
+    }
+    if let Ok(echo) = Echo::of(data) {
+        for verb in [Verb::Filter, Verb::Prioritize] {
+            json(&reply::fail_open(verb, &request, echo.clone(), 5).expect("fail-open reply"));
+        }
     }
 });

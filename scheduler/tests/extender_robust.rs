@@ -185,3 +185,107 @@ async fn a_decision_past_the_deadline_fails_open_in_time() {
         "{metrics}"
     );
 }
+
+/// A `Nodes` body of `n` copies of the fixture's first node (distinct names), each with 50
+/// `status.images` as the kubelet reports them: about 11 kB per node.
+fn many_nodes(n: usize) -> Vec<u8> {
+    let mut args: Value = serde_json::from_str(NODES).expect("fixture");
+    let template = args["Nodes"]["items"][0].clone();
+    let images: Vec<Value> = (0..50)
+        .map(|i| {
+            json!({"names": [format!("registry.example/team/image-{i}@sha256:{:064x}", i),
+                             format!("registry.example/team/image-{i}:v1.{i}.0")],
+                   "sizeBytes": 100_000_000 + i})
+        })
+        .collect();
+    let items: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut node = template.clone();
+            node["metadata"]["name"] = json!(format!("big-node-{i}"));
+            node["status"]["images"] = json!(images);
+            node
+        })
+        .collect();
+    args["Nodes"]["items"] = json!(items);
+    serde_json::to_vec(&args).expect("body")
+}
+
+/// Full Node objects past the deadline, over a real socket: the filter hands every Node
+/// back byte for byte without decoding the body again, prioritize answers an empty list,
+/// both in time and with a correct Content-Length, and the abandoned decisions stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_nodes_past_the_deadline_fail_open_as_they_came() {
+    let config = Config::parse("extender:\n  deadlineMs: 1\n", "test.yaml").expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = app(config).await;
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let body = many_nodes(1_500);
+    assert!(body.len() > 15_000_000, "{} bytes", body.len());
+    let client = reqwest::Client::new();
+    let call = |verb: &str| {
+        client
+            .post(format!("http://{addr}/scheduler/{verb}"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+    };
+
+    let started = Instant::now();
+    let resp = call("filter").await.expect("filter");
+    assert_eq!(resp.status(), StatusCode::OK.as_u16());
+    let length = resp.content_length();
+    let reply = resp.bytes().await.expect("filter body");
+    let took = started.elapsed();
+    assert_eq!(length, Some(reply.len() as u64));
+    let v: Value = serde_json::from_slice(&reply).expect("json");
+    let sent: Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(
+        v["Nodes"]["items"], sent["Nodes"]["items"],
+        "every Node, unchanged"
+    );
+    assert_eq!(v["FailedNodes"], json!({}));
+    assert_eq!(v["Error"], json!(""));
+    // The items go back as the request's own bytes (compact JSON, as serde wrote them).
+    let items = serde_json::to_vec(&sent["Nodes"]["items"]).expect("items");
+    let items = &items[1..items.len() - 1];
+    assert!(body.windows(items.len()).any(|w| w == items));
+    assert!(reply.windows(items.len()).any(|w| w == items));
+    assert!(took < Duration::from_secs(3), "filter answered in {took:?}");
+
+    let started = Instant::now();
+    let resp = call("prioritize").await.expect("prioritize");
+    assert_eq!(resp.status(), StatusCode::OK.as_u16());
+    assert_eq!(resp.bytes().await.expect("body").as_ref(), b"[]");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(3),
+        "prioritize answered in {took:?}"
+    );
+
+    let metrics = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("ecoplace_fail_open_total{reason=\"deadline\"} 2"),
+        "{metrics}"
+    );
+    // The abandoned decisions stopped before deciding: nothing was scored.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let metrics = client
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(!metrics.contains("outcome=\"scored\""), "{metrics}");
+}

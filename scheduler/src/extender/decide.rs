@@ -1,15 +1,16 @@
 //! One extender decision: the pod's policy, its candidates as optimizer targets, one
 //! `score_targets` call, and per-node verdicts (pass/fail with reasons, 0..=10 score).
 
+use axum::body::Bytes;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 use optimizer::cost::Infeasibility;
 use optimizer::{Objectives, PowerModel, Resources, Target, Workload, score_targets};
 
 use super::fleet::{FailOpen, FleetView, NodeFact, target};
 use super::policy::{self, AnnotationWarning, PodPolicy};
-use super::wire::{Candidates, FilterResult, NodeListOut, Request, write_priorities};
+use super::reply::{self, Failed, Passing, Reply};
+use super::wire::{Candidates, Request, write_priorities};
 
 /// Score given to nodes ecoplace knows nothing about, and to every node when failing open.
 pub const NEUTRAL_SCORE: i64 = 5;
@@ -95,43 +96,52 @@ impl<'a> Decision<'a> {
         Some((best, (median - carbon(best)).max(0.0)))
     }
 
-    /// The filter reply; `Nodes` requests get their passing nodes back as full objects.
-    pub fn filter_result<'r>(&self, req: &Request<'r>) -> FilterResult<'a>
-    where
-        'r: 'a,
-    {
-        let mut out = FilterResult::default();
-        let mut pass = Vec::new();
-        for v in &self.verdicts {
-            if v.reasons.is_empty() {
-                pass.push(v.name);
-            } else {
-                let why = format!("ecoplace: {}", v.reasons.join("; "));
-                let map = if v.unresolvable {
-                    &mut out.failed_and_unresolvable_nodes
-                } else {
-                    &mut out.failed_nodes
-                };
-                map.insert(v.name, why);
-            }
+    /// The filter reply; `Nodes` requests get their passing nodes back as full objects,
+    /// as slices of the request body (`request`, the body `req` was decoded from).
+    pub fn filter_reply(
+        &self,
+        req: &Request<'_>,
+        request: &Bytes,
+    ) -> Result<Reply, serde_json::Error> {
+        let mut failed = Failed::default();
+        for v in self.verdicts.iter().filter(|v| !v.reasons.is_empty()) {
+            let why = format!("ecoplace: {}", v.reasons.join("; "));
+            let map = match v.unresolvable {
+                true => &mut failed.unresolvable,
+                false => &mut failed.resolvable,
+            };
+            map.insert(v.name, why);
         }
-        match &req.candidates {
-            Candidates::Names(_) => out.node_names = Some(pass),
-            Candidates::Nodes(nodes) => {
-                // Verdicts are in request order, one per Node object.
-                let items = nodes
-                    .iter()
-                    .zip(&self.verdicts)
-                    .filter(|(_, v)| v.reasons.is_empty())
-                    .map(|(&(_, raw), _)| raw)
-                    .collect();
-                out.nodes = Some(NodeListOut {
-                    metadata: BTreeMap::new(),
-                    items,
-                });
+        let passes = |v: &Verdict| v.reasons.is_empty();
+        let passing = if self.verdicts.iter().all(passes) {
+            Passing::All(req.echo.clone())
+        } else {
+            match &req.candidates {
+                Candidates::Names(_) => Passing::Names(
+                    self.verdicts
+                        .iter()
+                        .filter(|v| passes(v))
+                        .map(|v| (v.name, v.verbatim))
+                        .collect(),
+                ),
+                // Verdicts are in request order, one per Node object; consecutive passing
+                // nodes go back as one range.
+                Candidates::Nodes(nodes) => {
+                    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+                    let mut extends = false;
+                    for ((_, span), v) in nodes.iter().zip(&self.verdicts) {
+                        match (passes(v), extends, runs.last_mut()) {
+                            (true, true, Some(run)) => run.end = span.end,
+                            (true, _, _) => runs.push(span.clone()),
+                            (false, _, _) => {}
+                        }
+                        extends = passes(v);
+                    }
+                    Passing::Nodes(runs)
+                }
             }
-        }
-        out
+        };
+        reply::filter(request, passing, &failed)
     }
 
     /// Writes the prioritize reply (a bare array of `HostPriority`) into `out`.

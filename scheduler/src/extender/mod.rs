@@ -6,14 +6,17 @@ pub mod events;
 pub mod fleet;
 pub mod policy;
 pub mod quantity;
+pub mod reply;
 pub mod sources;
 pub mod watch_health;
 pub mod wire;
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use axum::body::Bytes;
 use optimizer::PowerModel;
 use serde::Serialize;
 
@@ -21,7 +24,8 @@ use crate::server::metrics::Metrics;
 use decide::{Decision, decide};
 use events::{EventSink, PodEvent};
 use fleet::{FailOpen, FleetView};
-use wire::{DecodeError, Request};
+use reply::Reply;
+use wire::{DecodeError, Echo, Request};
 
 /// The two extender verbs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,19 +108,19 @@ impl Extender {
     }
 
     /// Answers one call within the deadline: the JSON reply, or a 400 error body.
-    pub async fn handle(
-        self: &Arc<Self>,
-        verb: Verb,
-        body: axum::body::Bytes,
-    ) -> Result<Vec<u8>, ErrorBody> {
+    ///
+    /// The decision runs on a blocking thread. If it misses the deadline (or panics), the
+    /// call fails open from what the decision learnt first — where the candidates sit in
+    /// the body — so even a 55 MB body of full Node objects is answered at the deadline
+    /// without being decoded again, and the abandoned decision stops at its next step.
+    pub async fn handle(self: &Arc<Self>, verb: Verb, body: Bytes) -> Result<Reply, ErrorBody> {
         let started = Instant::now();
         let me = Arc::clone(self);
-        let kept = body.clone();
-        let work = tokio::task::spawn_blocking(move || me.answer(verb, &body));
+        let progress = Arc::new(Progress::default());
+        let (request, seen) = (body.clone(), Arc::clone(&progress));
+        let work = tokio::task::spawn_blocking(move || me.answer(verb, &request, &seen));
         let result = match tokio::time::timeout(self.deadline, work).await {
             Ok(Ok(r)) => r,
-            // The deadline passed or the decision panicked: every node passes, neutral
-            // scores; the request body is decoded again only to list the candidates.
             Ok(Err(_)) => Err(Failure::Open(FailOpen::DecisionFailed)),
             Err(_) => Err(Failure::Open(FailOpen::Deadline)),
         };
@@ -126,6 +130,7 @@ impl Extender {
                 error: e.to_string(),
             }),
             Err(Failure::Open(reason)) => {
+                progress.abandoned.store(true, Ordering::Relaxed);
                 self.metrics
                     .fail_open
                     .with_label_values(&[reason.as_str()])
@@ -135,7 +140,7 @@ impl Extender {
                     reason = reason.as_str(),
                     "failing open: every node passes with a neutral score"
                 );
-                Self::fail_open_reply(verb, &kept, reason)
+                Self::fail_open_reply(verb, &body, progress.echo.get().cloned())
             }
         };
         let code = if reply.is_ok() { "200" } else { "400" };
@@ -150,14 +155,27 @@ impl Extender {
         reply
     }
 
-    /// Decodes, decides and encodes (runs on a blocking thread).
-    fn answer(&self, verb: Verb, body: &[u8]) -> Result<Vec<u8>, Failure> {
+    /// Decodes, decides and encodes (runs on a blocking thread); tells `progress` where
+    /// the candidates are as soon as it knows, and stops early once the call was answered
+    /// without it.
+    fn answer(&self, verb: Verb, body: &Bytes, progress: &Progress) -> Result<Reply, Failure> {
         let req = Request::decode(body).map_err(Failure::Bad)?;
+        let _ = progress.echo.set(req.echo.clone());
+        progress.check()?;
         let view = self.view.load();
         let decision = decide(&view, &req, self.power.as_ref());
+        progress.check()?;
         self.account(verb, &req, &decision, view.inputs.config.events.explain);
-        encode(verb, &decision, &req, body.len())
-            .map_err(|_| Failure::Open(FailOpen::DecisionFailed))
+        let reply = match verb {
+            Verb::Filter => decision.filter_reply(&req, body),
+            Verb::Prioritize => {
+                let mut out = Vec::with_capacity(64 * decision.verdicts.len());
+                decision
+                    .write_priorities(&mut out)
+                    .map(|()| Reply::from(out))
+            }
+        };
+        reply.map_err(|_| Failure::Open(FailOpen::DecisionFailed))
     }
 
     /// Metrics, logs and pod events of one decision; `explain` adds an `EcoplacePreferred`
@@ -207,36 +225,41 @@ impl Extender {
         }
     }
 
-    /// The reply when failing open on a request that could not be decided (in time).
+    /// The reply when failing open on a call that could not be decided (in time), from
+    /// where its candidates sit (`echo`, if the decision got that far; else read now).
     pub fn fail_open_reply(
         verb: Verb,
-        body: &[u8],
-        reason: FailOpen,
-    ) -> Result<Vec<u8>, ErrorBody> {
-        let req = Request::decode(body).map_err(|e| ErrorBody {
+        body: &Bytes,
+        echo: Option<Echo>,
+    ) -> Result<Reply, ErrorBody> {
+        let error = |e: &dyn std::fmt::Display| ErrorBody {
             error: e.to_string(),
-        })?;
-        let d = Decision::fail_open(&req, reason);
-        encode(verb, &d, &req, body.len()).map_err(|e| ErrorBody {
-            error: e.to_string(),
-        })
+        };
+        let echo = match echo {
+            Some(echo) => echo,
+            None => Echo::of(body).map_err(|e| error(&e))?,
+        };
+        reply::fail_open(verb, body, echo, decide::NEUTRAL_SCORE).map_err(|e| error(&e))
     }
 }
 
-/// The JSON reply to `verb`, written into a buffer sized from the request (names come
-/// back once each; a filter reply on full Nodes is about as large as the request).
-fn encode(
-    verb: Verb,
-    d: &Decision<'_>,
-    req: &Request<'_>,
-    request_len: usize,
-) -> Result<Vec<u8>, serde_json::Error> {
-    let mut buf = Vec::with_capacity(request_len.min(1 << 26) + 64 * d.verdicts.len());
-    match verb {
-        Verb::Filter => serde_json::to_writer(&mut buf, &d.filter_result(req))?,
-        Verb::Prioritize => d.write_priorities(&mut buf)?,
+/// What a decision running on a blocking thread shares with the call that waits for it.
+#[derive(Debug, Default)]
+struct Progress {
+    /// Where the candidates sit in the body, once decoded.
+    echo: OnceLock<Echo>,
+    /// Set when the call was answered without the decision (it failed open).
+    abandoned: AtomicBool,
+}
+
+impl Progress {
+    /// Stops an abandoned decision at its next step.
+    fn check(&self) -> Result<(), Failure> {
+        match self.abandoned.load(Ordering::Relaxed) {
+            true => Err(Failure::Open(FailOpen::Deadline)),
+            false => Ok(()),
+        }
     }
-    Ok(buf)
 }
 
 /// Why `answer` produced no reply.

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -24,10 +25,10 @@ pub struct ExtenderArgs<'a> {
     /// Candidate nodes as full objects (`nodeCacheCapable: false`).
     #[serde(rename = "Nodes", default, borrow)]
     pub nodes: Option<NodeList<'a>>,
-    /// Candidate node names (`nodeCacheCapable: true`), borrowed from the body unless
-    /// escaped.
+    /// Candidate node names (`nodeCacheCapable: true`), raw: the array is decoded next,
+    /// and a reply can hand it back as it came.
     #[serde(rename = "NodeNames", default, borrow)]
-    pub node_names: Option<Vec<NodeName<'a>>>,
+    pub node_names: Option<&'a RawValue>,
 }
 
 /// A candidate node name as it came in the request.
@@ -45,18 +46,23 @@ impl NodeName<'_> {
         &self.0
     }
 
-    /// Appends the name as a JSON string: verbatim when borrowed, escaped by serde_json
-    /// otherwise.
-    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        match &self.0 {
-            Cow::Borrowed(s) => {
-                out.push(b'"');
-                out.extend_from_slice(s.as_bytes());
-                out.push(b'"');
-                Ok(())
-            }
-            Cow::Owned(s) => serde_json::to_writer(out, s),
-        }
+    /// Whether the name borrows from the request (it had no escape sequence, so it may
+    /// be written back verbatim).
+    pub fn is_borrowed(&self) -> bool {
+        matches!(self.0, Cow::Borrowed(_))
+    }
+}
+
+/// Appends a node name as a JSON string: verbatim when it came without an escape sequence
+/// (`verbatim`), escaped by serde_json otherwise.
+pub fn write_name(out: &mut Vec<u8>, name: &str, verbatim: bool) -> Result<(), serde_json::Error> {
+    if verbatim {
+        out.push(b'"');
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'"');
+        Ok(())
+    } else {
+        serde_json::to_writer(out, name)
     }
 }
 
@@ -90,8 +96,27 @@ impl<'de: 'a, 'a> Deserialize<'de> for NodeName<'a> {
 pub enum Candidates<'a> {
     /// Names only; node facts come from ecoplace's own watch.
     Names(Vec<NodeName<'a>>),
-    /// Full Node objects, decoded, with their raw JSON.
-    Nodes(Vec<(Node, &'a RawValue)>),
+    /// Full Node objects, decoded, each with where its JSON sits in the request body.
+    Nodes(Vec<(Node, Range<usize>)>),
+}
+
+/// Where a request's candidates sit in its body, so that a reply can hand them back as
+/// they came, without copying or decoding them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Echo {
+    /// The `NodeNames` array, brackets included.
+    Names(Range<usize>),
+    /// The `Nodes.items` elements, from the first one's start to the last one's end
+    /// (separators included); `None` when there are none.
+    Nodes(Option<Range<usize>>),
+}
+
+impl Echo {
+    /// Reads only the request's outline (the pod and the candidates' places, not the Node
+    /// objects' fields): for an answer that must not wait for a full decode.
+    pub fn of(body: &[u8]) -> Result<Self, DecodeError> {
+        Outline::parse(body).map(|o| o.echo)
+    }
 }
 
 /// A decoded, checked request.
@@ -103,6 +128,8 @@ pub struct Request<'a> {
     pub requests: PodRequests,
     /// The candidates.
     pub candidates: Candidates<'a>,
+    /// Where the candidates sit in the body.
+    pub echo: Echo,
 }
 
 /// Why a request body was refused (HTTP 400).
@@ -138,22 +165,16 @@ pub enum DecodeError {
 impl<'a> Request<'a> {
     /// Decodes and checks a request body (names and Node objects borrow from it).
     pub fn decode(body: &'a [u8]) -> Result<Self, DecodeError> {
-        if body.trim_ascii_start().first() != Some(&b'{') {
-            return Err(DecodeError::Json(
-                "expected a JSON object with keys Pod and Nodes or NodeNames".into(),
-            ));
-        }
-        let args: ExtenderArgs =
-            serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
-        let pod = args.pod.ok_or(DecodeError::MissingPod)?;
-        let requests = pod.requests()?;
-        let candidates = match (args.nodes, args.node_names) {
-            (Some(_), Some(_)) => return Err(DecodeError::BothCandidates),
-            (None, None) => return Err(DecodeError::NoCandidates),
-            (None, Some(names)) => Candidates::Names(names),
-            (Some(list), None) => {
-                let nodes = list
-                    .items
+        let Outline {
+            pod,
+            requests,
+            candidates,
+            echo,
+        } = Outline::parse(body)?;
+        let candidates = match candidates {
+            RawCandidates::Names(names) => Candidates::Names(names),
+            RawCandidates::Nodes(items) => Candidates::Nodes(
+                items
                     .into_iter()
                     .enumerate()
                     .map(|(index, raw)| {
@@ -167,19 +188,79 @@ impl<'a> Request<'a> {
                                     index,
                                     reason: "metadata.name is missing".into(),
                                 }),
-                                false => Ok((n, raw)),
+                                false => Ok((n, span(body, raw.get()))),
                             })
                     })
-                    .collect::<Result<Vec<_>, _>>()?;
-                Candidates::Nodes(nodes)
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+        };
+        Ok(Self {
+            pod,
+            requests,
+            candidates,
+            echo,
+        })
+    }
+}
+
+/// A request read down to its candidates' places: Node objects still raw.
+struct Outline<'a> {
+    pod: Pod,
+    requests: PodRequests,
+    candidates: RawCandidates<'a>,
+    echo: Echo,
+}
+
+enum RawCandidates<'a> {
+    Names(Vec<NodeName<'a>>),
+    Nodes(Vec<&'a RawValue>),
+}
+
+impl<'a> Outline<'a> {
+    fn parse(body: &'a [u8]) -> Result<Self, DecodeError> {
+        if body.trim_ascii_start().first() != Some(&b'{') {
+            return Err(DecodeError::Json(
+                "expected a JSON object with keys Pod and Nodes or NodeNames".into(),
+            ));
+        }
+        let args: ExtenderArgs =
+            serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
+        let pod = args.pod.ok_or(DecodeError::MissingPod)?;
+        let requests = pod.requests()?;
+        let (candidates, echo) = match (args.nodes, args.node_names) {
+            (Some(_), Some(_)) => return Err(DecodeError::BothCandidates),
+            (None, None) => return Err(DecodeError::NoCandidates),
+            (None, Some(raw)) => {
+                let names = serde_json::from_str(raw.get())
+                    .map_err(|e| DecodeError::Json(format!("NodeNames: {e}")))?;
+                (
+                    RawCandidates::Names(names),
+                    Echo::Names(span(body, raw.get())),
+                )
+            }
+            (Some(list), None) => {
+                let items = match (list.items.first(), list.items.last()) {
+                    (Some(first), Some(last)) => {
+                        Some(span(body, first.get()).start..span(body, last.get()).end)
+                    }
+                    _ => None,
+                };
+                (RawCandidates::Nodes(list.items), Echo::Nodes(items))
             }
         };
         Ok(Self {
             pod,
             requests,
             candidates,
+            echo,
         })
     }
+}
+
+/// Where `part`, a slice of `body`, sits in it.
+fn span(body: &[u8], part: &str) -> Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(body.as_ptr() as usize);
+    start..start + part.len()
 }
 
 /// A NodeList as kube-scheduler sends it (`metadata` and `items`, no apiVersion/kind).
@@ -349,35 +430,6 @@ impl Node {
     }
 }
 
-/// Filter reply.
-#[derive(Debug, Default, Serialize)]
-pub struct FilterResult<'a> {
-    /// Passing nodes as full objects (when the request carried `Nodes`).
-    #[serde(rename = "Nodes")]
-    pub nodes: Option<NodeListOut<'a>>,
-    /// Passing node names (when the request carried `NodeNames`).
-    #[serde(rename = "NodeNames")]
-    pub node_names: Option<Vec<&'a str>>,
-    /// Failed nodes and why; preemption may help.
-    #[serde(rename = "FailedNodes")]
-    pub failed_nodes: BTreeMap<&'a str, String>,
-    /// Failed nodes and why; preemption cannot help.
-    #[serde(rename = "FailedAndUnresolvableNodes")]
-    pub failed_and_unresolvable_nodes: BTreeMap<&'a str, String>,
-    /// An error for the whole call (empty on success).
-    #[serde(rename = "Error")]
-    pub error: String,
-}
-
-/// A NodeList in a reply: the passing nodes' original JSON.
-#[derive(Debug, Default, Serialize)]
-pub struct NodeListOut<'a> {
-    /// List metadata (empty, as kube-scheduler sends it).
-    pub metadata: BTreeMap<String, String>,
-    /// The nodes.
-    pub items: Vec<&'a RawValue>,
-}
-
 /// One prioritize entry; the reply is a bare JSON array of these.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostPriority<'a> {
@@ -402,13 +454,7 @@ pub fn write_priorities<'h>(
             out.push(b',');
         }
         out.extend_from_slice(b"{\"Host\":");
-        if verbatim {
-            out.push(b'"');
-            out.extend_from_slice(host.as_bytes());
-            out.push(b'"');
-        } else {
-            serde_json::to_writer(&mut *out, host)?;
-        }
+        write_name(out, host, verbatim)?;
         out.extend_from_slice(b",\"Score\":");
         match u8::try_from(score) {
             Ok(d @ 0..=9) => out.push(b'0' + d),

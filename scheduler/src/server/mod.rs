@@ -9,13 +9,14 @@ pub mod tls;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
 use crate::extender::fleet::FailOpen;
+use crate::extender::reply::Reply;
 use crate::extender::{Extender, Verb};
 
 /// The router: `POST {prefix}/filter`, `POST {prefix}/prioritize`, and the probes.
@@ -41,9 +42,34 @@ fn json(status: StatusCode, body: Vec<u8>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// A 200 with the reply's parts as they are (slices of the request are not copied).
+fn reply(reply: Reply) -> Response {
+    let len = reply.len();
+    let mut parts = reply.into_parts();
+    let body = match parts.len() {
+        0 => Body::empty(),
+        1 => Body::from(parts.remove(0)),
+        _ => Body::from_stream(futures::stream::iter(
+            parts.into_iter().map(Ok::<_, std::convert::Infallible>),
+        )),
+    };
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(len)),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 async fn verb(ext: &Arc<Extender>, verb: Verb, body: Bytes) -> Response {
     match ext.handle(verb, body).await {
-        Ok(bytes) => json(StatusCode::OK, bytes),
+        Ok(r) => reply(r),
         Err(e) => json(
             StatusCode::BAD_REQUEST,
             serde_json::to_vec(&e).unwrap_or_else(|_| b"{\"error\":\"bad request\"}".to_vec()),
