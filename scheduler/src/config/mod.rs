@@ -86,7 +86,7 @@ impl Default for KubernetesConfig {
 pub struct PlacementConfig {
     /// Solver wall-time limit per request, seconds (a request may ask for less, not more).
     pub time_limit_seconds: f64,
-    /// Relative MIP gap at which the solver stops (0.01 = 1 %).
+    /// Relative MIP gap at which the solver stops, (plan − bound) / plan as in HiGHS (0.01 = 1 %).
     pub mip_gap: f64,
     /// Rebalance: smallest weighted normalised objective gain a move must bring.
     pub min_gain: f64,
