@@ -113,32 +113,28 @@ impl<'a> Decision<'a> {
             map.insert(v.name, why);
         }
         let passes = |v: &Verdict| v.reasons.is_empty();
-        let passing = if self.verdicts.iter().all(passes) {
-            Passing::All(req.echo.clone())
-        } else {
-            match &req.candidates {
-                Candidates::Names(_) => Passing::Names(
-                    self.verdicts
-                        .iter()
-                        .filter(|v| passes(v))
-                        .map(|v| (v.name, v.verbatim))
-                        .collect(),
-                ),
-                // Verdicts are in request order, one per Node object; consecutive passing
-                // nodes go back as one range.
-                Candidates::Nodes(nodes) => {
-                    let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
-                    let mut extends = false;
-                    for ((_, span), v) in nodes.iter().zip(&self.verdicts) {
-                        match (passes(v), extends, runs.last_mut()) {
-                            (true, true, Some(run)) => run.end = span.end,
-                            (true, _, _) => runs.push(span.clone()),
-                            (false, _, _) => {}
-                        }
-                        extends = passes(v);
+        let passing = match &req.candidates {
+            Candidates::Names(_) => Passing::Names(
+                self.verdicts
+                    .iter()
+                    .filter(|v| passes(v))
+                    .map(|v| (v.name, v.verbatim))
+                    .collect(),
+            ),
+            // Verdicts are in request order, one per Node object; consecutive passing
+            // nodes go back as one range (all of them, when every node passes).
+            Candidates::Nodes(nodes) => {
+                let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+                let mut extends = false;
+                for ((_, span), v) in nodes.iter().zip(&self.verdicts) {
+                    match (passes(v), extends, runs.last_mut()) {
+                        (true, true, Some(run)) => run.end = span.end,
+                        (true, _, _) => runs.push(span.clone()),
+                        (false, _, _) => {}
                     }
-                    Passing::Nodes(runs)
+                    extends = passes(v);
                 }
+                Passing::Nodes(runs)
             }
         };
         reply::filter(request, passing, &failed)

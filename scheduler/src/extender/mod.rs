@@ -160,7 +160,9 @@ impl Extender {
     /// without it.
     fn answer(&self, verb: Verb, body: &Bytes, progress: &Progress) -> Result<Reply, Failure> {
         let req = Request::decode(body).map_err(Failure::Bad)?;
-        let _ = progress.echo.set(req.echo.clone());
+        if let Some(echo) = req.echo() {
+            let _ = progress.echo.set(echo);
+        }
         progress.check()?;
         let view = self.view.load();
         let decision = decide(&view, &req, self.power.as_ref());
@@ -246,7 +248,7 @@ impl Extender {
 /// What a decision running on a blocking thread shares with the call that waits for it.
 #[derive(Debug, Default)]
 struct Progress {
-    /// Where the candidates sit in the body, once decoded.
+    /// Where full Node objects sit in the body, once decoded.
     echo: OnceLock<Echo>,
     /// Set when the call was answered without the decision (it failed open).
     abandoned: AtomicBool,

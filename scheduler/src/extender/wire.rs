@@ -15,20 +15,49 @@ use serde_json::value::RawValue;
 
 use super::quantity::{self, QuantityError};
 
-/// The body of a filter or prioritize call.
+/// The body of a filter or prioritize call; `N` is how `NodeNames` is read (decoded names,
+/// or raw to find where the array sits).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ExtenderArgs<'a> {
+pub struct ExtenderArgs<'a, N = Vec<NodeName<'a>>> {
     /// The pod being scheduled.
     #[serde(rename = "Pod", default)]
     pub pod: Option<Pod>,
     /// Candidate nodes as full objects (`nodeCacheCapable: false`).
     #[serde(rename = "Nodes", default, borrow)]
     pub nodes: Option<NodeList<'a>>,
-    /// Candidate node names (`nodeCacheCapable: true`), raw: the array is decoded next,
-    /// and a reply can hand it back as it came.
-    #[serde(rename = "NodeNames", default, borrow)]
-    pub node_names: Option<&'a RawValue>,
+    /// Candidate node names (`nodeCacheCapable: true`), borrowed from the body unless
+    /// escaped (absent is `None`, as for every `Option` field).
+    #[serde(rename = "NodeNames")]
+    pub node_names: Option<N>,
+}
+
+impl<'a, N: Deserialize<'a>> ExtenderArgs<'a, N> {
+    /// Parses the body and checks it has a pod and exactly one form of candidates.
+    fn parse(body: &'a [u8]) -> Result<(Pod, PodRequests, Either<NodeList<'a>, N>), DecodeError> {
+        if body.trim_ascii_start().first() != Some(&b'{') {
+            return Err(DecodeError::Json(
+                "expected a JSON object with keys Pod and Nodes or NodeNames".into(),
+            ));
+        }
+        let args: Self =
+            serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
+        let pod = args.pod.ok_or(DecodeError::MissingPod)?;
+        let requests = pod.requests()?;
+        let candidates = match (args.nodes, args.node_names) {
+            (Some(_), Some(_)) => return Err(DecodeError::BothCandidates),
+            (None, None) => return Err(DecodeError::NoCandidates),
+            (Some(nodes), None) => Either::Nodes(nodes),
+            (None, Some(names)) => Either::Names(names),
+        };
+        Ok((pod, requests, candidates))
+    }
+}
+
+/// The one form of candidates a request carried.
+enum Either<A, B> {
+    Nodes(A),
+    Names(B),
 }
 
 /// A candidate node name as it came in the request.
@@ -115,7 +144,21 @@ impl Echo {
     /// Reads only the request's outline (the pod and the candidates' places, not the Node
     /// objects' fields): for an answer that must not wait for a full decode.
     pub fn of(body: &[u8]) -> Result<Self, DecodeError> {
-        Outline::parse(body).map(|o| o.echo)
+        match ExtenderArgs::<&RawValue>::parse(body)? {
+            (_, _, Either::Nodes(list)) => {
+                Ok(Self::Nodes(match (list.items.first(), list.items.last()) {
+                    (Some(first), Some(last)) => {
+                        Some(span(body, first.get()).start..span(body, last.get()).end)
+                    }
+                    _ => None,
+                }))
+            }
+            (_, _, Either::Names(raw)) => {
+                serde_json::from_str::<Vec<NodeName>>(raw.get())
+                    .map_err(|e| DecodeError::Json(format!("NodeNames: {e}")))?;
+                Ok(Self::Names(span(body, raw.get())))
+            }
+        }
     }
 }
 
@@ -128,8 +171,6 @@ pub struct Request<'a> {
     pub requests: PodRequests,
     /// The candidates.
     pub candidates: Candidates<'a>,
-    /// Where the candidates sit in the body.
-    pub echo: Echo,
 }
 
 /// Why a request body was refused (HTTP 400).
@@ -165,16 +206,11 @@ pub enum DecodeError {
 impl<'a> Request<'a> {
     /// Decodes and checks a request body (names and Node objects borrow from it).
     pub fn decode(body: &'a [u8]) -> Result<Self, DecodeError> {
-        let Outline {
-            pod,
-            requests,
-            candidates,
-            echo,
-        } = Outline::parse(body)?;
+        let (pod, requests, candidates) = ExtenderArgs::<Vec<NodeName>>::parse(body)?;
         let candidates = match candidates {
-            RawCandidates::Names(names) => Candidates::Names(names),
-            RawCandidates::Nodes(items) => Candidates::Nodes(
-                items
+            Either::Names(names) => Candidates::Names(names),
+            Either::Nodes(list) => Candidates::Nodes(
+                list.items
                     .into_iter()
                     .enumerate()
                     .map(|(index, raw)| {
@@ -198,62 +234,19 @@ impl<'a> Request<'a> {
             pod,
             requests,
             candidates,
-            echo,
         })
     }
-}
 
-/// A request read down to its candidates' places: Node objects still raw.
-struct Outline<'a> {
-    pod: Pod,
-    requests: PodRequests,
-    candidates: RawCandidates<'a>,
-    echo: Echo,
-}
-
-enum RawCandidates<'a> {
-    Names(Vec<NodeName<'a>>),
-    Nodes(Vec<&'a RawValue>),
-}
-
-impl<'a> Outline<'a> {
-    fn parse(body: &'a [u8]) -> Result<Self, DecodeError> {
-        if body.trim_ascii_start().first() != Some(&b'{') {
-            return Err(DecodeError::Json(
-                "expected a JSON object with keys Pod and Nodes or NodeNames".into(),
-            ));
+    /// Where the candidates sit in the body, as [`Echo::of`] finds it: known after decoding
+    /// full Node objects; `None` for `NodeNames` (a small body, cheap to read again).
+    pub fn echo(&self) -> Option<Echo> {
+        match &self.candidates {
+            Candidates::Names(_) => None,
+            Candidates::Nodes(nodes) => Some(Echo::Nodes(match (nodes.first(), nodes.last()) {
+                (Some((_, first)), Some((_, last))) => Some(first.start..last.end),
+                _ => None,
+            })),
         }
-        let args: ExtenderArgs =
-            serde_json::from_slice(body).map_err(|e| DecodeError::Json(e.to_string()))?;
-        let pod = args.pod.ok_or(DecodeError::MissingPod)?;
-        let requests = pod.requests()?;
-        let (candidates, echo) = match (args.nodes, args.node_names) {
-            (Some(_), Some(_)) => return Err(DecodeError::BothCandidates),
-            (None, None) => return Err(DecodeError::NoCandidates),
-            (None, Some(raw)) => {
-                let names = serde_json::from_str(raw.get())
-                    .map_err(|e| DecodeError::Json(format!("NodeNames: {e}")))?;
-                (
-                    RawCandidates::Names(names),
-                    Echo::Names(span(body, raw.get())),
-                )
-            }
-            (Some(list), None) => {
-                let items = match (list.items.first(), list.items.last()) {
-                    (Some(first), Some(last)) => {
-                        Some(span(body, first.get()).start..span(body, last.get()).end)
-                    }
-                    _ => None,
-                };
-                (RawCandidates::Nodes(list.items), Echo::Nodes(items))
-            }
-        };
-        Ok(Self {
-            pod,
-            requests,
-            candidates,
-            echo,
-        })
     }
 }
 
