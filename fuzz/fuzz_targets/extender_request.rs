@@ -66,6 +66,11 @@ fuzz_target!(|data: &[u8]| {
         if let Some(echo) = req.echo() {
             assert_eq!(Echo::of(data).ok(), Some(echo));
         }
+        // Prioritize's one-pass decode reads the same candidates.
+        let one_pass = Request::decode_for(data, Verb::Prioritize).expect("one-pass decode");
+        let mut again = Vec::new();
+        decide(view, &one_pass, power).write_priorities(&mut again).expect("priorities");
+        assert_eq!(again, out, "one-pass and two-pass decodes score alike");
     }
     if let Ok(echo) = Echo::of(data) {
         for verb in [Verb::Filter, Verb::Prioritize] {

@@ -123,10 +123,15 @@ impl<'a> Decision<'a> {
             ),
             // Verdicts are in request order, one per Node object; consecutive passing
             // nodes go back as one range (all of them, when every node passes).
-            Candidates::Nodes(nodes) => {
+            Candidates::Nodes(_, places) => {
+                let Some(places) = places else {
+                    return Err(serde::ser::Error::custom(
+                        "filter reply: the request was decoded without the Nodes' places",
+                    ));
+                };
                 let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
                 let mut extends = false;
-                for ((_, span), v) in nodes.iter().zip(&self.verdicts) {
+                for (span, v) in places.iter().zip(&self.verdicts) {
                     match (passes(v), extends, runs.last_mut()) {
                         (true, true, Some(run)) => run.end = span.end,
                         (true, _, _) => runs.push(span.clone()),
@@ -160,9 +165,9 @@ fn candidate_names<'a>(req: &'a Request<'_>) -> Vec<(&'a str, bool)> {
             .iter()
             .map(|n| (n.as_str(), matches!(n.0, Cow::Borrowed(_))))
             .collect(),
-        Candidates::Nodes(n) => n
+        Candidates::Nodes(n, _) => n
             .iter()
-            .map(|(n, _)| (n.metadata.name.as_str(), false))
+            .map(|n| (n.metadata.name.as_str(), false))
             .collect(),
     }
 }
@@ -211,10 +216,10 @@ pub fn decide<'a>(view: &FleetView, req: &'a Request<'_>, power: &dyn PowerModel
                 }));
             }
         }
-        Candidates::Nodes(nodes) => {
+        Candidates::Nodes(nodes, _) => {
             built = nodes
                 .iter()
-                .map(|(n, _)| {
+                .map(|n| {
                     let allocated = view
                         .allocated
                         .get(&n.metadata.name)

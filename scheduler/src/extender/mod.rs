@@ -159,7 +159,7 @@ impl Extender {
     /// the candidates are as soon as it knows, and stops early once the call was answered
     /// without it.
     fn answer(&self, verb: Verb, body: &Bytes, progress: &Progress) -> Result<Reply, Failure> {
-        let req = Request::decode(body).map_err(Failure::Bad)?;
+        let req = Request::decode_for(body, verb).map_err(Failure::Bad)?;
         if let Some(echo) = req.echo() {
             let _ = progress.echo.set(echo);
         }

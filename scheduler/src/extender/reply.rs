@@ -241,8 +241,8 @@ mod tests {
     fn decision<'a>(req: &'a Request<'_>, pass: &[bool]) -> Decision<'a> {
         let names: Vec<&str> = match &req.candidates {
             crate::extender::wire::Candidates::Names(n) => n.iter().map(|n| n.as_str()).collect(),
-            crate::extender::wire::Candidates::Nodes(n) => {
-                n.iter().map(|(n, _)| n.metadata.name.as_str()).collect()
+            crate::extender::wire::Candidates::Nodes(n, _) => {
+                n.iter().map(|n| n.metadata.name.as_str()).collect()
             }
         };
         let verdicts = names
@@ -313,14 +313,20 @@ mod tests {
             let (pad, pass): (Vec<usize>, Vec<bool>) = cands.into_iter().unzip();
             let request = body(names_mode, &pad, escaped);
             let req = Request::decode(&request).unwrap();
+            // Prioritize's one-pass decode reads the same candidates, without places.
+            let one_pass = Request::decode_for(&request, Verb::Prioritize).unwrap();
+            let names = |r: &Request| format!("{:?}", decision(r, &pass).verdicts);
+            prop_assert_eq!(names(&one_pass), names(&req));
+            prop_assert_eq!(one_pass.echo(), None);
+            prop_assert!(names_mode || decision(&one_pass, &pass).filter_reply(&one_pass, &request).is_err());
             let reply = decision(&req, &pass).filter_reply(&req, &request).unwrap();
             let bytes = reply.to_vec();
             prop_assert_eq!(bytes.len(), reply.len());
             let got: Value = serde_json::from_slice(&bytes).unwrap();
             let sent: Value = serde_json::from_slice(&request).unwrap();
             prop_assert_eq!(got, expected(&sent, names_mode, &pass));
-            if let crate::extender::wire::Candidates::Nodes(nodes) = &req.candidates {
-                for ((_, span), _) in nodes.iter().zip(&pass).filter(|(_, ok)| **ok) {
+            if let crate::extender::wire::Candidates::Nodes(_, Some(places)) = &req.candidates {
+                for (span, _) in places.iter().zip(&pass).filter(|(_, ok)| **ok) {
                     let raw = &request[span.clone()];
                     prop_assert!(bytes.windows(raw.len()).any(|w| w == raw));
                 }
@@ -333,7 +339,7 @@ mod tests {
                 let sliced = reply.clone().into_parts().iter().filter(|p| within(p)).count();
                 let mut long_runs = 0;
                 let mut run: Option<std::ops::Range<usize>> = None;
-                for ((_, span), &ok) in nodes.iter().zip(&pass).chain([(&(Default::default(), 0..0), &false)]) {
+                for (span, &ok) in places.iter().zip(&pass).chain([(&(0..0), &false)]) {
                     run = match (ok, run) {
                         (true, Some(r)) => Some(r.start..span.end),
                         (true, None) => Some(span.clone()),
