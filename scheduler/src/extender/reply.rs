@@ -208,7 +208,7 @@ pub fn fail_open(
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    #![allow(clippy::expect_used)]
 
     use proptest::prelude::*;
     use serde_json::{Value, json};
@@ -234,7 +234,7 @@ mod tests {
             }
         };
         // Pretty-printed: the replies must keep the request's own whitespace.
-        Bytes::from(serde_json::to_vec_pretty(&v).unwrap())
+        Bytes::from(serde_json::to_vec_pretty(&v).expect("fixture"))
     }
 
     /// A decision failing the candidates where `pass` is false (every third unresolvable).
@@ -276,12 +276,15 @@ mod tests {
     fn expected(request: &Value, names_mode: bool, pass: &[bool]) -> Value {
         let key = if names_mode { "NodeNames" } else { "Nodes" };
         let all = match names_mode {
-            true => request["NodeNames"].as_array().unwrap().clone(),
-            false => request["Nodes"]["items"].as_array().unwrap().clone(),
+            true => request["NodeNames"].as_array().expect("fixture").clone(),
+            false => request["Nodes"]["items"]
+                .as_array()
+                .expect("fixture")
+                .clone(),
         };
         let name = |c: &Value| match names_mode {
-            true => c.as_str().unwrap().to_string(),
-            false => c["metadata"]["name"].as_str().unwrap().to_string(),
+            true => c.as_str().expect("fixture").to_string(),
+            false => c["metadata"]["name"].as_str().expect("fixture").to_string(),
         };
         let (mut failed, mut unresolvable) = (json!({}), json!({}));
         let mut passing = Vec::new();
@@ -312,18 +315,18 @@ mod tests {
         ) {
             let (pad, pass): (Vec<usize>, Vec<bool>) = cands.into_iter().unzip();
             let request = body(names_mode, &pad, escaped);
-            let req = Request::decode(&request).unwrap();
+            let req = Request::decode(&request).expect("fixture");
             // Prioritize's one-pass decode reads the same candidates, without places.
-            let one_pass = Request::decode_for(&request, Verb::Prioritize).unwrap();
+            let one_pass = Request::decode_for(&request, Verb::Prioritize).expect("fixture");
             let names = |r: &Request| format!("{:?}", decision(r, &pass).verdicts);
             prop_assert_eq!(names(&one_pass), names(&req));
             prop_assert_eq!(one_pass.echo(), None);
             prop_assert!(names_mode || decision(&one_pass, &pass).filter_reply(&one_pass, &request).is_err());
-            let reply = decision(&req, &pass).filter_reply(&req, &request).unwrap();
+            let reply = decision(&req, &pass).filter_reply(&req, &request).expect("fixture");
             let bytes = reply.to_vec();
             prop_assert_eq!(bytes.len(), reply.len());
-            let got: Value = serde_json::from_slice(&bytes).unwrap();
-            let sent: Value = serde_json::from_slice(&request).unwrap();
+            let got: Value = serde_json::from_slice(&bytes).expect("fixture");
+            let sent: Value = serde_json::from_slice(&request).expect("fixture");
             prop_assert_eq!(got, expected(&sent, names_mode, &pass));
             if let crate::extender::wire::Candidates::Nodes(_, Some(places)) = &req.candidates {
                 for (span, _) in places.iter().zip(&pass).filter(|(_, ok)| **ok) {
@@ -355,21 +358,21 @@ mod tests {
             // Failing open on the body alone: filter passes everything, as a decided
             // all-pass reply does (byte for byte for Nodes; NodeNames keep the request's
             // whitespace); prioritize is neutral for names, empty for Nodes.
-            let echo = Echo::of(&request).unwrap();
+            let echo = Echo::of(&request).expect("fixture");
             prop_assert!(req.echo().is_none_or(|e| e == echo), "{:?} vs {echo:?}", req.echo());
             let all = vec![true; pad.len()];
-            let open = fail_open(Verb::Filter, &request, echo.clone(), NEUTRAL_SCORE).unwrap();
-            let decided = decision(&req, &all).filter_reply(&req, &request).unwrap();
-            let as_json = |r: &Reply| serde_json::from_slice::<Value>(&r.to_vec()).unwrap();
+            let open = fail_open(Verb::Filter, &request, echo.clone(), NEUTRAL_SCORE).expect("fixture");
+            let decided = decision(&req, &all).filter_reply(&req, &request).expect("fixture");
+            let as_json = |r: &Reply| serde_json::from_slice::<Value>(&r.to_vec()).expect("fixture");
             prop_assert_eq!(as_json(&open), as_json(&decided));
             if !names_mode {
                 prop_assert_eq!(open.to_vec(), decided.to_vec());
             }
             let scores: Value = serde_json::from_slice(
-                &fail_open(Verb::Prioritize, &request, echo, NEUTRAL_SCORE).unwrap().to_vec(),
-            ).unwrap();
+                &fail_open(Verb::Prioritize, &request, echo, NEUTRAL_SCORE).expect("fixture").to_vec(),
+            ).expect("fixture");
             let want: Vec<Value> = match names_mode {
-                true => sent["NodeNames"].as_array().unwrap().iter()
+                true => sent["NodeNames"].as_array().expect("fixture").iter()
                     .map(|n| json!({"Host": n, "Score": NEUTRAL_SCORE})).collect(),
                 false => vec![],
             };
