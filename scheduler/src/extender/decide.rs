@@ -76,11 +76,6 @@ impl<'a> Decision<'a> {
         }
     }
 
-    /// A fail-open decision for the request's candidates.
-    pub fn fail_open(req: &'a Request<'_>, reason: FailOpen) -> Self {
-        Self::neutral(candidate_names(req), Some(reason))
-    }
-
     /// The best passing known node and the carbon (g over the pod's expected lifetime) it
     /// saves against the median passing node, if any node was scored.
     pub fn best(&self) -> Option<(&Verdict<'a>, f64)> {
