@@ -265,27 +265,17 @@ async fn full_nodes_past_the_deadline_fail_open_as_they_came() {
         "prioritize answered in {took:?}"
     );
 
-    let metrics = client
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = || async {
+        let resp = client.get(format!("http://{addr}/metrics")).send().await;
+        resp.expect("metrics").text().await.expect("text")
+    };
+    let m = metrics().await;
     assert!(
-        metrics.contains("ecoplace_fail_open_total{reason=\"deadline\"} 2"),
-        "{metrics}"
+        m.contains("ecoplace_fail_open_total{reason=\"deadline\"} 2"),
+        "{m}"
     );
     // The abandoned decisions stopped before deciding: nothing was scored.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let metrics = client
-        .get(format!("http://{addr}/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    assert!(!metrics.contains("outcome=\"scored\""), "{metrics}");
+    let m = metrics().await;
+    assert!(!m.contains("outcome=\"scored\""), "{m}");
 }
