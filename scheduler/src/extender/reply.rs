@@ -37,6 +37,13 @@ impl Reply {
         self.parts
     }
 
+    fn push(&mut self, part: Bytes) {
+        if !part.is_empty() {
+            self.len += part.len();
+            self.parts.push(part);
+        }
+    }
+
     /// The body in one buffer (tests and tools; the server sends the parts).
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.len);
@@ -52,15 +59,6 @@ impl From<Vec<u8>> for Reply {
         let mut r = Self::default();
         r.push(Bytes::from(v));
         r
-    }
-}
-
-impl Reply {
-    fn push(&mut self, part: Bytes) {
-        if !part.is_empty() {
-            self.len += part.len();
-            self.parts.push(part);
-        }
     }
 }
 
