@@ -69,6 +69,13 @@ impl Default for PrometheusConfig {
 impl PrometheusConfig {
     /// Checks the settings without touching files or the network: `(field, reason)`.
     pub fn check(&self) -> Result<(), (&'static str, &'static str)> {
+        let url = reqwest::Url::parse(&self.endpoint.url);
+        if !url.is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host()) {
+            return Err((
+                "url",
+                "must be an absolute http:// or https:// URL (e.g. http://prometheus.monitoring:9090)",
+            ));
+        }
         if !(self.endpoint.timeout_s.is_finite() && self.endpoint.timeout_s > 0.0) {
             return Err(("timeoutSeconds", "must be a positive number of seconds"));
         }

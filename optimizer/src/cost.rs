@@ -9,6 +9,8 @@
 //! the target's mean grid intensity over that duration), latency in ms (mean over the
 //! workload's user regions), migration in replicas moved.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -59,12 +61,14 @@ pub struct ReplicaCost {
     pub terms: Objectives,
 }
 
-/// Prices one replica of `workload` on `target` given the predicted incremental watts.
+/// Prices one replica of `workload` on `target` given the predicted incremental watts;
+/// `latency` fills in the regions whose latency to `target` is unknown.
 pub fn replica_cost(
     workload: &Workload,
     target: &Target,
     incremental_watts: f64,
     at: DateTime<Utc>,
+    latency: &NeutralLatency,
 ) -> ReplicaCost {
     let hours = workload.expected_duration_s.max(1.0) / 3600.0;
     let energy_wh = incremental_watts.max(0.0) * hours;
@@ -74,7 +78,7 @@ pub fn replica_cost(
         terms: Objectives {
             energy_wh,
             carbon_g: energy_wh / 1000.0 * intensity,
-            latency_ms: mean_latency(workload, target).unwrap_or(0.0),
+            latency_ms: latency.mean_latency(workload, target),
             migration: migration_per_replica(workload, &target.name),
         },
     }
@@ -106,6 +110,62 @@ pub fn mean_latency(workload: &Workload, target: &Target) -> Option<f64> {
         sum += target.latency_ms.get(region)?;
     }
     Some(sum / workload.latency_slo_ms.len() as f64)
+}
+
+/// The latency charged from a user region to a target that has none known for it: the
+/// mean over the decision's targets that know it, so that a gap in ecoplace's latency data
+/// neither favours nor penalises a target (and never makes it infeasible).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NeutralLatency {
+    /// Per user region, the mean latency over the targets that know it, ms.
+    by_region: BTreeMap<String, f64>,
+}
+
+impl NeutralLatency {
+    /// The neutral latency of each of `workload`'s user regions over `targets`.
+    pub fn of<'a>(workload: &Workload, targets: impl IntoIterator<Item = &'a Target>) -> Self {
+        if workload.latency_slo_ms.is_empty() {
+            return Self::default();
+        }
+        let mut sums: BTreeMap<&str, (f64, u32)> = BTreeMap::new();
+        for t in targets {
+            for region in workload.latency_slo_ms.keys() {
+                if let Some(&ms) = t.latency_ms.get(region) {
+                    let e = sums.entry(region).or_default();
+                    e.0 += ms;
+                    e.1 += 1;
+                }
+            }
+        }
+        Self {
+            by_region: sums
+                .into_iter()
+                .map(|(r, (sum, n))| (r.to_string(), sum / f64::from(n)))
+                .collect(),
+        }
+    }
+
+    /// Mean latency from the workload's user regions to `target`, each region's neutral
+    /// value standing in where the target's is unknown (0 where no target knows it); 0 for
+    /// a workload without user regions.
+    pub fn mean_latency(&self, workload: &Workload, target: &Target) -> f64 {
+        if workload.latency_slo_ms.is_empty() {
+            return 0.0;
+        }
+        let sum: f64 = workload
+            .latency_slo_ms
+            .keys()
+            .map(|r| {
+                target
+                    .latency_ms
+                    .get(r)
+                    .or_else(|| self.by_region.get(r))
+                    .copied()
+                    .unwrap_or(0.0)
+            })
+            .sum();
+        sum / workload.latency_slo_ms.len() as f64
+    }
 }
 
 /// Migration charged to one replica placed on `target`: 0 when the workload has no
@@ -147,11 +207,6 @@ pub enum Infeasibility {
         /// The SLO, ms.
         slo_ms: f64,
     },
-    /// No latency is known from a user region that has an SLO.
-    UnknownLatency {
-        /// The user region.
-        region: String,
-    },
     /// One replica would push the target over its power cap.
     PowerCap {
         /// Power with the replica (and idle power if woken), watts.
@@ -191,9 +246,6 @@ impl std::fmt::Display for Infeasibility {
                 latency_ms,
                 slo_ms,
             } => write!(f, "latency from {region} {latency_ms} ms > SLO {slo_ms} ms"),
-            Infeasibility::UnknownLatency { region } => {
-                write!(f, "latency from {region} unknown (SLO set)")
-            }
             Infeasibility::PowerCap { watts, cap_watts } => {
                 write!(f, "would draw {watts:.0} W > cap {cap_watts:.0} W")
             }
@@ -203,8 +255,8 @@ impl std::fmt::Display for Infeasibility {
 
 /// Every reason one replica of `workload` cannot run on `target` (empty when it can).
 ///
-/// Pair-level rules only: policy lists, capacity for one replica, latency SLOs and the
-/// power cap. Rules about several replicas (spread, anti-affinity, replica counts) belong
+/// Pair-level rules only: policy lists, capacity for one replica, latency SLOs (where the
+/// latency is known) and the power cap. Rules about several replicas (spread, anti-affinity, replica counts) belong
 /// to plans.
 pub fn check_pair(
     workload: &Workload,
@@ -229,17 +281,17 @@ pub fn check_pair(
             });
         }
     }
+    // A region whose latency to the target is unknown never fails it: the gap is
+    // ecoplace's missing data, priced neutrally ([`NeutralLatency`]).
     for (region, &slo) in &workload.latency_slo_ms {
-        match target.latency_ms.get(region) {
-            Some(&ms) if ms <= slo => {}
-            Some(&ms) => why.push(Infeasibility::Latency {
+        if let Some(&ms) = target.latency_ms.get(region)
+            && ms > slo
+        {
+            why.push(Infeasibility::Latency {
                 region: region.clone(),
                 latency_ms: ms,
                 slo_ms: slo,
-            }),
-            None => why.push(Infeasibility::UnknownLatency {
-                region: region.clone(),
-            }),
+            });
         }
     }
     if let Some(cap) = target.power_cap_watts {

@@ -14,7 +14,7 @@ pub mod validate;
 pub mod weights;
 
 pub use cost::{Contributions, Infeasibility, Normalisers, Objectives};
-pub use model::{CarbonOutlook, Resource, Resources, Target, TargetKind, Workload};
+pub use model::{CarbonOutlook, NO_SLO_MS, Resource, Resources, Target, TargetKind, Workload};
 pub use plan::{
     Backend, InfeasibleReport, ModelStats, Objective, ParetoOptions, ParetoPoint, Plan, PlanError,
     PlanStatus, Savings, SolveOptions, TargetReasons, Totals, pareto_front, plan,

@@ -209,6 +209,10 @@ impl Target {
     }
 }
 
+/// The latency SLO of a user region without a limit: its latency counts in the latency
+/// term, and no target is too far (finite, so that it serialises).
+pub const NO_SLO_MS: f64 = f64::MAX;
+
 /// Something to place: `replicas` identical copies with the same requests and constraints.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -221,7 +225,8 @@ pub struct Workload {
     pub replicas: u32,
     /// How long it is expected to run, seconds (energy and carbon are counted over it).
     pub expected_duration_s: f64,
-    /// Maximum latency per user region, milliseconds; the regions are its users.
+    /// Maximum latency per user region, milliseconds; the regions are its users
+    /// ([`NO_SLO_MS`]: the region's latency counts, without a limit).
     pub latency_slo_ms: BTreeMap<String, f64>,
     /// If non-empty, only these targets may be used.
     pub allowed_targets: Vec<String>,

@@ -82,11 +82,12 @@ pub fn score_targets_normalised<T: Borrow<Target>>(
     drop(queries);
 
     let duration = workload.duration();
+    let latency = cost::NeutralLatency::of(workload, targets.iter().map(Borrow::borrow));
     let mut out = Vec::with_capacity(targets.len());
     let mut range = NormaliserBuilder::new();
     for (i, (target, &w)) in targets.iter().map(Borrow::borrow).zip(&watts).enumerate() {
         let reasons = cost::check_pair(workload, target, w);
-        let replica = cost::replica_cost(workload, target, w, at);
+        let replica = cost::replica_cost(workload, target, w, at, &latency);
         let wake = cost::wake_cost(target, duration, at);
         let units = replica.terms.add(&wake);
         let feasible = reasons.is_empty();
@@ -195,5 +196,34 @@ mod tests {
             .fold(10.0, f64::min);
         assert!((0.0..10.0).contains(&worst));
         assert_eq!(s[1].rounded(), 10);
+    }
+
+    #[test]
+    fn a_target_whose_latency_is_unknown_passes_with_the_mean_of_the_known_ones() {
+        let at = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+        let w = Workload {
+            name: "web".into(),
+            requests: Resources::new(2.0, 1e9, 0.0),
+            latency_slo_ms: BTreeMap::from([("eu".to_string(), 50.0)]),
+            ..Workload::default()
+        };
+        let mut unknown = node("unknown", 300.0, 0.0, true);
+        unknown.latency_ms.clear();
+        let targets = vec![
+            node("near", 300.0, 10.0, true),
+            node("far", 300.0, 30.0, true),
+            unknown,
+        ];
+        let s = score_targets(&w, &targets, &Weights::LATENCY, at, &Linear).unwrap();
+        assert!(s[2].feasible, "{:?}", s[2].reasons);
+        // Neutral: the mean of the known latencies (20 ms), halfway between the others.
+        assert!((s[2].units.latency_ms - 20.0).abs() < 1e-9);
+        assert!(s[0].score > s[2].score && s[2].score > s[1].score);
+        // A plan putting a replica there breaks no SLO either.
+        let plan = BTreeMap::from([(
+            "web".to_string(),
+            BTreeMap::from([("unknown".to_string(), 1u32)]),
+        )]);
+        assert!(crate::validate_assignments(&plan, &[w], &targets, &Linear).is_empty());
     }
 }

@@ -53,9 +53,9 @@ pub enum Violation {
         /// The target.
         target: String,
     },
-    /// A latency SLO is broken (or the latency is unknown).
+    /// A latency SLO is broken (an unknown latency breaks none: it is priced neutrally).
     #[error(
-        "workload {workload} on {target}: latency from {region} {latency_ms:?} ms, SLO {slo_ms} ms"
+        "workload {workload} on {target}: latency from {region} {latency_ms} ms, SLO {slo_ms} ms"
     )]
     Latency {
         /// The workload.
@@ -64,8 +64,8 @@ pub enum Violation {
         target: String,
         /// The user region.
         region: String,
-        /// Latency from the region, if known.
-        latency_ms: Option<f64>,
+        /// Latency from the region, ms.
+        latency_ms: f64,
         /// The SLO.
         slo_ms: f64,
     },
@@ -222,8 +222,9 @@ fn pair_rules(w: &Workload, t: &Target, n: u32, out: &mut Vec<Violation>) {
         });
     }
     for (region, &slo) in &w.latency_slo_ms {
-        let l = t.latency_ms.get(region).copied();
-        if l.is_none_or(|l| l > slo) {
+        if let Some(&l) = t.latency_ms.get(region)
+            && l > slo
+        {
             out.push(Violation::Latency {
                 workload: w.name.clone(),
                 target: t.name.clone(),

@@ -10,6 +10,7 @@ pub mod extender;
 pub mod node_rebalance;
 pub mod ocm;
 pub mod placement;
+pub mod preflight;
 pub mod report;
 pub mod server;
 pub mod simulate;

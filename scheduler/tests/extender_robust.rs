@@ -277,5 +277,8 @@ async fn full_nodes_past_the_deadline_fail_open_as_they_came() {
     // The abandoned decisions stopped before deciding: nothing was scored.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let m = metrics().await;
-    assert!(!m.contains("outcome=\"scored\""), "{m}");
+    for verb in ["filter", "prioritize"] {
+        let scored = format!("ecoplace_decisions_total{{outcome=\"scored\",verb=\"{verb}\"}} 0");
+        assert!(m.contains(&scored), "{m}");
+    }
 }

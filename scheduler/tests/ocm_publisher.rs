@@ -122,7 +122,7 @@ async fn publisher(client: kube::Client, config: Config) -> Publisher {
         config: Arc::new(config),
         clock: Arc::new(Utc::now),
         power: Arc::new(CurvePowerModel::new()),
-        metrics: OcmMetrics::register(&prometheus::Registry::new()).unwrap(),
+        metrics: ocm_metrics(),
     }
 }
 
@@ -474,7 +474,7 @@ async fn running_publisher_never_refreshes_scores_from_stale_telemetry_and_recov
     config.telemetry.stale_after_seconds = stale_after;
     let carbon =
         CarbonCurves::static_table([("DE".to_string(), 350.0), ("FR".to_string(), 40.0)]).unwrap();
-    let metrics = OcmMetrics::register(&prometheus::Registry::new()).unwrap();
+    let metrics = ocm_metrics();
     let publisher = Publisher {
         client,
         refresher: Arc::clone(&refresher),
@@ -591,4 +591,11 @@ async fn running_publisher_never_refreshes_scores_from_stale_telemetry_and_recov
         "published {published_during} before recovery, {} in all; resumed {resumed_in:?} after the source recovered",
         published(&metrics)
     );
+}
+
+/// The publisher's metrics in a registry of their own.
+fn ocm_metrics() -> OcmMetrics {
+    let registry = prometheus::Registry::new();
+    let carbon = scheduler::server::metrics::CarbonGauges::register(&registry).unwrap();
+    OcmMetrics::register(&registry, &carbon).unwrap()
 }

@@ -159,6 +159,7 @@ impl<'a> Instance<'a> {
         let mut pairs = Vec::new();
         for (c, class) in classes.iter().enumerate() {
             let w = &workloads[class.rep()];
+            let latency = cost::NeutralLatency::of(w, targets);
             running.fill(0);
             let (mut without, mut with) = (false, 0u32);
             for &m in &class.members {
@@ -179,7 +180,7 @@ impl<'a> Instance<'a> {
                 if !cost::check_pair(w, target, inc).is_empty() {
                     continue;
                 }
-                let terms = cost::replica_cost(w, target, inc, at).terms;
+                let terms = cost::replica_cost(w, target, inc, at, &latency).terms;
                 let priced = terms.add(&wake[t]);
                 for (present, migration) in
                     [(without || running[t] > 0, 0.0), (with > running[t], 1.0)]

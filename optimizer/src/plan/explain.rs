@@ -70,6 +70,7 @@ fn names<'n>(list: impl Iterator<Item = &'n str>) -> String {
 fn latency_phrase(w: &Workload) -> String {
     w.latency_slo_ms
         .iter()
+        .filter(|(_, slo)| **slo < crate::model::NO_SLO_MS)
         .map(|(region, slo)| format!("latency ≤ {} ms to region {region}", num(*slo)))
         .collect::<Vec<_>>()
         .join(" and ")
@@ -230,12 +231,7 @@ pub(crate) fn no_target(inst: &Instance<'_>, c: usize) -> InfeasibleReport {
         .collect();
     let has = |t: usize, f: fn(&Infeasibility) -> bool| reasons[t].iter().any(f);
     let policy = |i: &Infeasibility| matches!(i, Infeasibility::Denied | Infeasibility::NotAllowed);
-    let latency = |i: &Infeasibility| {
-        matches!(
-            i,
-            Infeasibility::Latency { .. } | Infeasibility::UnknownLatency { .. }
-        )
-    };
+    let latency = |i: &Infeasibility| matches!(i, Infeasibility::Latency { .. });
     let capacity = |i: &Infeasibility| matches!(i, Infeasibility::Capacity { .. });
     let permitted: Vec<usize> = (0..nt).filter(|&t| !has(t, policy)).collect();
     let near: Vec<usize> = permitted

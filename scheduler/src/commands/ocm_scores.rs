@@ -13,8 +13,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use kepler_client::Refresher;
 
-use crate::config::Config;
 use crate::ocm::{self, metrics::OcmMetrics};
+use crate::preflight;
 use crate::server::metrics::Metrics;
 use crate::server::service;
 
@@ -32,7 +32,7 @@ pub struct OcmScoresArgs {
 /// Runs the publisher until interrupted.
 pub async fn run(args: OcmScoresArgs) -> Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let config = Arc::new(Config::load(&args.config)?);
+    let config = Arc::new(preflight::load(&args.config, preflight::Verb::OcmScores)?);
     let (source, carbon) = service::sources(&config, "for the score publisher")?;
     let client = kube::Client::try_default()
         .await
@@ -43,7 +43,8 @@ pub async fn run(args: OcmScoresArgs) -> Result<()> {
     ));
     refresher.first_attempt().await;
     let metrics = Metrics::new().context("registering metrics")?;
-    let ocm_metrics = OcmMetrics::register(metrics.registry()).context("registering metrics")?;
+    let ocm_metrics =
+        OcmMetrics::register(metrics.registry(), &metrics.carbon).context("registering metrics")?;
     let _leadership = ocm::spawn(ocm::Inputs {
         client,
         refresher: Arc::clone(&refresher),

@@ -11,10 +11,10 @@ use anyhow::{Context, Result};
 use chrono::Utc;
 
 use super::place::{answer, placement_config, read_request};
-use crate::config::Config;
 use crate::node_rebalance::evict::{self, Outcome, Pace};
 use crate::node_rebalance::plan_live;
 use crate::placement::{PlacementRequest, Placer};
+use crate::preflight;
 use crate::server::service;
 
 /// Why `--execute` is refused at cluster level.
@@ -99,7 +99,7 @@ pub async fn run(args: RebalanceArgs) -> Result<ExitCode> {
 async fn nodes(args: RebalanceArgs) -> Result<ExitCode> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let path = args.config.as_deref().context("--nodes needs --config")?;
-    let config = Arc::new(Config::load(path)?);
+    let config = Arc::new(preflight::load(path, preflight::Verb::Rebalance)?);
     let (source, carbon) = service::sources(&config, "with --nodes")?;
     let kube_config = kube::Config::infer()
         .await

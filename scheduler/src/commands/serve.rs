@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use axum::serve::ListenerExt;
 
 use crate::config::Config;
+use crate::preflight;
 use crate::server::service::{self, Service};
 
 /// Arguments of `ecoplace serve`.
@@ -35,13 +36,27 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if let Some(l) = &args.listen {
         config.extender.listen = l.clone();
     }
-    // Bad TLS files fail here, before telemetry and the apiserver are contacted.
+    let file = args.config.as_ref().map_or_else(
+        || "ecoplace.yaml (defaults)".to_string(),
+        |p| p.display().to_string(),
+    );
+    // The checks `ecoplace config check` makes: a configuration this refuses is refused
+    // here, before telemetry and the apiserver are contacted.
+    if let Some(l) = &args.listen {
+        l.parse::<SocketAddr>()
+            .with_context(|| format!("--listen `{l}`: not an IP address with a port"))?;
+    }
+    if !args.demo {
+        preflight::ready(&config, &file, preflight::Verb::Serve)?;
+    }
     let rustls = match &config.extender.tls {
         Some(tls) => Some((crate::server::tls::rustls_config(tls)?, tls.clone())),
         None => None,
     };
     let parts = if args.demo {
-        service::demo(config)?
+        let parts = service::demo(config)?;
+        preflight::ready(&parts.config, &file, preflight::Verb::Demo)?;
+        parts
     } else {
         service::live(config).await?
     };
@@ -64,6 +79,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 clock,
                 metrics: crate::ocm::metrics::OcmMetrics::register(
                     svc.extender.metrics().registry(),
+                    &svc.extender.metrics().carbon,
                 )
                 .context("ocm: registering metrics")?,
             })

@@ -8,6 +8,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub mod reference;
+mod topology;
+
+pub use topology::TopologyConfig;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
@@ -228,34 +231,6 @@ impl Default for TelemetryConfig {
     }
 }
 
-/// Mapping from node labels to carbon zones and user-region latency.
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
-pub struct TopologyConfig {
-    /// Label whose value keys `carbonZones` and `latencyMs`.
-    pub region_label: String,
-    /// Fallback label (e.g. zone) when the region label is absent.
-    pub zone_label: String,
-    /// Label value → carbon zone (e.g. `europe-west3: DE`); unmapped values are used as is.
-    pub carbon_zones: BTreeMap<String, String>,
-    /// Carbon zone for nodes without either label.
-    pub default_carbon_zone: Option<String>,
-    /// Label value → user region → round-trip latency, ms.
-    pub latency_ms: BTreeMap<String, BTreeMap<String, f64>>,
-}
-
-impl Default for TopologyConfig {
-    fn default() -> Self {
-        Self {
-            region_label: "topology.kubernetes.io/region".into(),
-            zone_label: "topology.kubernetes.io/zone".into(),
-            carbon_zones: BTreeMap::new(),
-            default_carbon_zone: None,
-            latency_ms: BTreeMap::new(),
-        }
-    }
-}
-
 /// Node power profiles.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
@@ -424,6 +399,10 @@ impl Config {
                 format!("`{}` must start and not end with /", self.extender.prefix),
             );
         }
+        check_listen("extender.listen", &self.extender.listen)?;
+        if let Some(probes) = &self.extender.probes_listen {
+            check_listen("extender.probesListen", probes)?;
+        }
         if !(1..MAX_DEADLINE_MS).contains(&self.extender.deadline_ms) {
             return field(
                 "extender.deadlineMs",
@@ -459,6 +438,15 @@ impl Config {
         }
         if !positive(self.telemetry.stale_after_seconds) {
             return field("telemetry.staleAfterSeconds", "must be positive".into());
+        }
+        if self.telemetry.stale_after_seconds < self.telemetry.refresh_seconds {
+            return field(
+                "telemetry.staleAfterSeconds",
+                format!(
+                    "{} is below telemetry.refreshSeconds ({}): every snapshot would turn stale before the next refresh and decisions fail open (telemetry_stale)",
+                    self.telemetry.stale_after_seconds, self.telemetry.refresh_seconds
+                ),
+            );
         }
         if !positive(self.kubernetes.watch_stale_after_seconds) {
             return field(
@@ -564,15 +552,8 @@ impl Config {
                 );
             }
         }
-        for (region, row) in &self.topology.latency_ms {
-            for (user, ms) in row {
-                if !(ms.is_finite() && *ms >= 0.0) {
-                    return field(
-                        &format!("topology.latencyMs.{region}.{user}"),
-                        format!("{ms} is not a latency in ms"),
-                    );
-                }
-            }
+        if let Err((f, r)) = self.topology.check() {
+            return field(&format!("topology.{f}"), r);
         }
         Ok(())
     }
@@ -591,6 +572,20 @@ pub const MAX_PERIOD_S: f64 = 86_400.0;
 const MAX_EVENT_INTERVAL_S: f64 = 7.0 * 86_400.0;
 /// Slowest `events.maxPerSecond` accepted (one event every 1 000 s).
 const MIN_EVENT_RATE: f64 = 0.001;
+
+/// A listen address must be `IP:PORT` (what the server binds).
+fn check_listen(path: &str, addr: &str) -> Result<(), (String, String)> {
+    addr.parse::<std::net::SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| {
+            (
+                path.to_string(),
+                format!(
+                    "`{addr}` is not an IP address with a port, e.g. 0.0.0.0:8888 or [::]:8888"
+                ),
+            )
+        })
+}
 
 fn check_preset(path: &str, name: &str) -> Result<(), (String, String)> {
     optimizer::Weights::preset(name)

@@ -171,6 +171,54 @@ fn periods_are_bounded_so_no_duration_overflows() {
         let e = Config::parse(yaml, "x.yaml").unwrap_err().to_string();
         assert!(e.contains(&format!("x.yaml: {path}")), "{yaml}: {e}");
     }
-    let ok = "telemetry:\n  refreshSeconds: 86400\nrebalance:\n  evictionIntervalSeconds: 0\n";
+    // Telemetry refreshed daily must also stay fresh for a day.
+    let ok = "telemetry:\n  refreshSeconds: 86400\n  staleAfterSeconds: 90000\nrebalance:\n  evictionIntervalSeconds: 0\n";
+    assert!(Config::parse(ok, "x.yaml").is_ok());
+}
+
+#[test]
+fn addresses_urls_and_freshness_that_start_up_would_refuse_are_refused_here() {
+    for (yaml, path, says) in [
+        (
+            "extender:\n  listen: 0.0.0.0\n",
+            "extender.listen",
+            "with a port",
+        ),
+        (
+            "extender:\n  listen: ecoplace:8888\n",
+            "extender.listen",
+            "IP address",
+        ),
+        (
+            "extender:\n  probesListen: \":8081\"\n",
+            "extender.probesListen",
+            "with a port",
+        ),
+        (
+            "telemetry:\n  prometheus:\n    url: prometheus:9090\n",
+            "telemetry.prometheus.url",
+            "http://",
+        ),
+        (
+            "telemetry:\n  prometheus:\n    url: ftp://prometheus:9090\n",
+            "telemetry.prometheus.url",
+            "http://",
+        ),
+        (
+            "telemetry:\n  refreshSeconds: 60\n  staleAfterSeconds: 30\n",
+            "telemetry.staleAfterSeconds",
+            "below telemetry.refreshSeconds",
+        ),
+        (
+            "topology:\n  latencyMs:\n    a: {FR: 1, fr: 2}\n",
+            "topology.latencyMs.a.fr",
+            "differ only by case",
+        ),
+    ] {
+        let e = Config::parse(yaml, "x.yaml").unwrap_err().to_string();
+        assert!(e.contains(&format!("x.yaml: {path}: ")), "{yaml}: {e}");
+        assert!(e.contains(says), "{yaml}: {e}");
+    }
+    let ok = "extender:\n  listen: \"[::]:8888\"\n  probesListen: 0.0.0.0:8081\ntelemetry:\n  prometheus:\n    url: https://thanos-query.monitoring:9090/\n";
     assert!(Config::parse(ok, "x.yaml").is_ok());
 }

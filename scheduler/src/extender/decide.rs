@@ -173,6 +173,7 @@ pub fn decide<'a>(view: &FleetView, req: &'a Request<'_>, power: &dyn PowerModel
     let config = &view.inputs.config;
     let (policy, warnings) = policy::resolve(
         &config.policy,
+        &config.topology,
         &req.pod.metadata.namespace,
         &req.pod.metadata.annotations,
     );

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use kepler_client::FleetSnapshot;
+use kepler_client::{FleetSnapshot, NodePower};
 use optimizer::{CarbonOutlook, Resources, Target, TargetKind};
 use rustc_hash::FxHashMap;
 
@@ -60,6 +60,17 @@ pub enum FailOpen {
 }
 
 impl FailOpen {
+    /// Every reason (each is exported at 0 from start).
+    pub const ALL: [FailOpen; 7] = [
+        Self::TelemetryMissing,
+        Self::TelemetryStale,
+        Self::CarbonMissing,
+        Self::NodesNotSynced,
+        Self::NodesStale,
+        Self::Deadline,
+        Self::DecisionFailed,
+    ];
+
     /// Label value for `ecoplace_fail_open_total{reason}`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -81,6 +92,8 @@ pub struct ViewInputs {
     pub snapshot: Option<Arc<FleetSnapshot>>,
     /// Carbon outlook per zone.
     pub carbon: HashMap<String, CarbonOutlook>,
+    /// Zones of known nodes without an intensity, with the source's error.
+    pub carbon_missing: BTreeMap<String, String>,
     /// Configuration.
     pub config: Arc<Config>,
     /// When the view was built.
@@ -106,6 +119,11 @@ pub struct FleetView {
     /// Watches failing for longer than `kubernetes.watchStaleAfterSeconds` (set by the
     /// view updater; non-empty: names-mode calls fail open, `nodes_stale`).
     pub stale_watches: Vec<WatchFailure>,
+    /// Per user region of `topology.latencyMs`, the known nodes whose latency from it is
+    /// not configured (they pass with a neutral latency term).
+    pub latency_unknown: BTreeMap<String, usize>,
+    /// Per node with a fresh measured power and a zone intensity: (node, zone, gCO2e/h now).
+    pub carbon_rates: Vec<(String, String, f64)>,
 }
 
 impl FleetView {
@@ -118,12 +136,15 @@ impl FleetView {
             inputs: ViewInputs {
                 snapshot: None,
                 carbon: HashMap::new(),
+                carbon_missing: BTreeMap::new(),
                 config,
                 built_at: now,
             },
             fail_open: Some(FailOpen::TelemetryMissing),
             nodes_synced: false,
             stale_watches: Vec::new(),
+            latency_unknown: BTreeMap::new(),
+            carbon_rates: Vec::new(),
         }
     }
 
@@ -142,6 +163,28 @@ impl FleetView {
             .map(|f| (f.name.clone(), f.allocated))
             .collect();
         let fail_open = fail_open(&inputs, &targets);
+        let latency_unknown = inputs
+            .config
+            .topology
+            .user_regions()
+            .into_iter()
+            .map(|r| {
+                let n = targets
+                    .iter()
+                    .filter(|t| !t.latency_ms.contains_key(r))
+                    .count();
+                (r.to_string(), n)
+            })
+            .collect();
+        let carbon_rates = facts
+            .iter()
+            .filter_map(|f| {
+                let zone = carbon_zone(&f.labels, &inputs.config)?;
+                let g_per_kwh = inputs.carbon.get(&zone)?.now_g_per_kwh;
+                let watts = measured(f, &inputs)?.total_watts.fresh()?;
+                Some((f.name.clone(), zone, watts * g_per_kwh / 1000.0))
+            })
+            .collect();
         Self {
             targets,
             index,
@@ -150,6 +193,8 @@ impl FleetView {
             fail_open,
             nodes_synced,
             stale_watches: Vec::new(),
+            latency_unknown,
+            carbon_rates,
         }
     }
 
@@ -176,14 +221,7 @@ fn fail_open(inputs: &ViewInputs, targets: &[Target]) -> Option<FailOpen> {
 /// The carbon zone of a node: its region (or zone) label mapped through the config.
 pub fn carbon_zone(labels: &BTreeMap<String, String>, config: &Config) -> Option<String> {
     region_value(labels, config)
-        .map(|v| {
-            config
-                .topology
-                .carbon_zones
-                .get(v)
-                .cloned()
-                .unwrap_or_else(|| v.to_string())
-        })
+        .map(|v| config.topology.carbon_zone_of(v))
         .or_else(|| config.topology.default_carbon_zone.clone())
 }
 
@@ -192,6 +230,18 @@ fn region_value<'a>(labels: &'a BTreeMap<String, String>, config: &Config) -> Op
         .get(&config.topology.region_label)
         .or_else(|| labels.get(&config.topology.zone_label))
         .map(String::as_str)
+}
+
+/// The node's power in the snapshot (this cluster's, or any cluster's when
+/// `telemetry.cluster` is empty).
+fn measured<'a>(fact: &NodeFact, inputs: &'a ViewInputs) -> Option<&'a NodePower> {
+    let s = inputs.snapshot.as_ref()?;
+    let cluster = &inputs.config.telemetry.cluster;
+    if cluster.is_empty() {
+        s.clusters.values().find_map(|c| c.nodes.get(&fact.name))
+    } else {
+        s.node(cluster, &fact.name)
+    }
 }
 
 /// The optimizer target for one node.
@@ -218,15 +268,7 @@ pub fn target(fact: &NodeFact, inputs: &ViewInputs) -> Target {
         fact.allocated.memory,
         fact.allocated.gpu,
     );
-    let measured = inputs.snapshot.as_ref().and_then(|s| {
-        let cluster = &config.telemetry.cluster;
-        let node = if cluster.is_empty() {
-            s.clusters.values().find_map(|c| c.nodes.get(&fact.name))
-        } else {
-            s.node(cluster, &fact.name)
-        };
-        node.and_then(|n| n.cpu_usage_ratio.fresh())
-    });
+    let measured = measured(fact, inputs).and_then(|n| n.cpu_usage_ratio.fresh());
     let utilisation = measured.unwrap_or(if capacity.cpu > 0.0 {
         allocated.cpu / capacity.cpu
     } else {
@@ -242,7 +284,7 @@ pub fn target(fact: &NodeFact, inputs: &ViewInputs) -> Target {
         .map(|o| CarbonOutlook::flat(o.mean_over(inputs.built_at, window)))
         .unwrap_or_else(|| mean_outlook(&inputs.carbon, inputs.built_at, window));
     let latency_ms = region_value(&fact.labels, config)
-        .and_then(|v| config.topology.latency_ms.get(v).cloned())
+        .map(|v| config.topology.latency_to(v))
         .unwrap_or_default();
     Target {
         name: fact.name.clone(),

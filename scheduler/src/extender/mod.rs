@@ -94,6 +94,22 @@ impl Extender {
         self.metrics.nodes_known.set(view.targets.len() as f64);
         let age = view.telemetry_age_s(view.inputs.built_at).unwrap_or(-1.0);
         self.metrics.telemetry_age.set(age);
+        self.metrics.carbon.set(
+            view.inputs
+                .carbon
+                .iter()
+                .map(|(zone, o)| (zone.as_str(), o.now_g_per_kwh)),
+            view.carbon_rates
+                .iter()
+                .map(|(node, zone, g)| ("node", node.as_str(), zone.as_str(), *g)),
+        );
+        for (region, &n) in &view.latency_unknown {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            self.metrics
+                .latency_unknown
+                .with_label_values(&[region.as_str()])
+                .set(n);
+        }
         self.view.store(Arc::new(view));
     }
 

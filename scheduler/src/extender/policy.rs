@@ -1,12 +1,18 @@
 //! A pod's placement policy: config defaults, per-namespace overrides, then the pod's
 //! `ecoplace.io/*` annotations. A malformed annotation never blocks the pod: the default
 //! applies and a warning says which annotation and why.
+//!
+//! User regions match `topology.latencyMs` case-insensitively and take its spelling. A
+//! region it does not know gives no latency term and no SLO (from an annotation, that is a
+//! warning naming the known regions), so an unknown region can never turn nodes down.
 
 use std::collections::BTreeMap;
 
 use optimizer::Weights;
 
-use crate::config::PolicyConfig;
+use optimizer::NO_SLO_MS;
+
+use crate::config::{PolicyConfig, TopologyConfig};
 
 /// Annotation: a weights preset (`balanced`, `carbon`, `energy`, `latency`).
 pub const OBJECTIVE: &str = "ecoplace.io/objective";
@@ -19,12 +25,16 @@ pub const USER_REGION: &str = "ecoplace.io/user-region";
 /// Annotation: `true` to leave this pod alone (all nodes pass, neutral scores).
 pub const SKIP: &str = "ecoplace.io/skip";
 
+/// Every `ecoplace.io/*` annotation ecoplace reads.
+pub const ANNOTATIONS: [&str; 5] = [OBJECTIVE, WEIGHTS, MAX_LATENCY_MS, USER_REGION, SKIP];
+
 /// The policy applied to one pod.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PodPolicy {
     /// Objective weights.
     pub weights: Weights,
-    /// Latency SLO per user region, ms.
+    /// Latency SLO per user region, ms ([`NO_SLO_MS`]: a user region without an SLO, whose
+    /// latency still counts in the latency term).
     pub latency_slo_ms: BTreeMap<String, f64>,
     /// Whether ecoplace should not influence this pod.
     pub skip: bool,
@@ -55,9 +65,11 @@ impl std::fmt::Display for AnnotationWarning {
     }
 }
 
-/// Resolves the policy of a pod in `namespace` with `annotations`.
+/// Resolves the policy of a pod in `namespace` with `annotations`; user regions are those
+/// of `topology`.
 pub fn resolve(
     config: &PolicyConfig,
+    topology: &TopologyConfig,
     namespace: &str,
     annotations: &BTreeMap<String, String>,
 ) -> (PodPolicy, Vec<AnnotationWarning>) {
@@ -117,12 +129,19 @@ pub fn resolve(
         }
     }
     if let Some(v) = annotations.get(USER_REGION) {
-        let v = v.trim();
-        if v.is_empty() {
-            warn(USER_REGION, v, "empty region".into());
-        } else {
-            user_region = Some(v.to_string());
+        match (v.trim(), topology.user_region(v)) {
+            ("", _) => warn(USER_REGION, v, "empty region".into()),
+            (_, Some(known)) => user_region = Some(known.to_string()),
+            (_, None) => {
+                warn(USER_REGION, v, unknown_region(topology));
+                // The default policy applies: no latency term and no SLO.
+                user_region = None;
+                max_latency = None;
+            }
         }
+    } else if let Some(r) = user_region.take() {
+        // From the namespace or config default (`ecoplace config check` warns when unknown).
+        user_region = topology.user_region(&r).map(str::to_string);
     }
     if let Some(v) = annotations.get(SKIP) {
         match v.trim() {
@@ -132,17 +151,37 @@ pub fn resolve(
         }
     }
     match (user_region, max_latency) {
-        (Some(region), Some(ms)) => {
-            policy.latency_slo_ms.insert(region, ms);
+        (Some(region), ms) => {
+            policy
+                .latency_slo_ms
+                .insert(region, ms.unwrap_or(NO_SLO_MS));
         }
-        (None, Some(ms)) if annotations.contains_key(MAX_LATENCY_MS) => warn(
-            MAX_LATENCY_MS,
-            &ms.to_string(),
-            format!("no user region: set {USER_REGION} or policy.userRegion"),
-        ),
+        (None, Some(ms))
+            if annotations.contains_key(MAX_LATENCY_MS)
+                && !annotations.contains_key(USER_REGION) =>
+        {
+            warn(
+                MAX_LATENCY_MS,
+                &ms.to_string(),
+                format!("no user region: set {USER_REGION} or policy.userRegion"),
+            )
+        }
         _ => {}
     }
     (policy, warnings)
+}
+
+/// Why a user region was not taken: the regions `topology.latencyMs` knows.
+fn unknown_region(topology: &TopologyConfig) -> String {
+    let known = topology.user_regions();
+    if known.is_empty() {
+        "unknown user region: topology.latencyMs configures none; no latency term, no SLO".into()
+    } else {
+        format!(
+            "unknown user region (known: {}); no latency term, no SLO",
+            known.join(", ")
+        )
+    }
 }
 
 #[cfg(test)]
@@ -151,6 +190,18 @@ mod tests {
 
     use super::*;
     use crate::config::NamespacePolicy;
+
+    /// Nodes in `paris` and `frankfurt`; users in FR and DE.
+    fn topology() -> TopologyConfig {
+        let row = |fr: f64, de: f64| BTreeMap::from([("FR".into(), fr), ("DE".into(), de)]);
+        TopologyConfig {
+            latency_ms: BTreeMap::from([
+                ("paris".into(), row(2.0, 9.0)),
+                ("frankfurt".into(), row(9.0, 2.0)),
+            ]),
+            ..TopologyConfig::default()
+        }
+    }
 
     fn ann(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
@@ -169,11 +220,12 @@ mod tests {
                 ..NamespacePolicy::default()
             },
         );
-        let (p, w) = resolve(&cfg, "batch", &ann(&[]));
+        let (p, w) = resolve(&cfg, &topology(), "batch", &ann(&[]));
         assert_eq!(p.weights, Weights::CARBON);
         assert!(w.is_empty());
         let (p, w) = resolve(
             &cfg,
+            &topology(),
             "batch",
             &ann(&[
                 (WEIGHTS, "carbon=3, energy=1,latency=1"),
@@ -191,6 +243,7 @@ mod tests {
         let cfg = PolicyConfig::default();
         let (p, w) = resolve(
             &cfg,
+            &topology(),
             "default",
             &ann(&[
                 (OBJECTIVE, "greenest"),
@@ -208,5 +261,51 @@ mod tests {
             "{}",
             w[1]
         );
+    }
+
+    #[test]
+    fn user_regions_match_case_insensitively_and_unknown_ones_are_ignored() {
+        let cfg = PolicyConfig::default();
+        // `Fr` is the user region FR.
+        let (p, w) = resolve(
+            &cfg,
+            &topology(),
+            "default",
+            &ann(&[(USER_REGION, "Fr"), (MAX_LATENCY_MS, "20")]),
+        );
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(p.latency_slo_ms, BTreeMap::from([("FR".into(), 20.0)]));
+        // A region without an SLO still counts in the latency term, without a limit.
+        let (p, w) = resolve(&cfg, &topology(), "default", &ann(&[(USER_REGION, "de")]));
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(p.latency_slo_ms, BTreeMap::from([("DE".into(), NO_SLO_MS)]));
+        // An unknown region: no latency term, no SLO, and a warning naming the known ones.
+        let (p, w) = resolve(
+            &cfg,
+            &topology(),
+            "default",
+            &ann(&[(USER_REGION, "us-east"), (MAX_LATENCY_MS, "20")]),
+        );
+        assert!(p.latency_slo_ms.is_empty(), "{p:?}");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].annotation, USER_REGION);
+        assert!(w[0].reason.contains("known: DE, FR"), "{}", w[0]);
+        // A namespace's region is matched the same way; an unknown one is dropped silently
+        // here (`ecoplace config check` names it).
+        let mut cfg = PolicyConfig::default();
+        cfg.namespaces.insert(
+            "web".into(),
+            NamespacePolicy {
+                user_region: Some("fr".into()),
+                max_latency_ms: Some(15.0),
+                ..NamespacePolicy::default()
+            },
+        );
+        let (p, _) = resolve(&cfg, &topology(), "web", &ann(&[]));
+        assert_eq!(p.latency_slo_ms, BTreeMap::from([("FR".into(), 15.0)]));
+        cfg.user_region = Some("mars".into());
+        cfg.max_latency_ms = Some(5.0);
+        let (p, w) = resolve(&cfg, &topology(), "default", &ann(&[]));
+        assert!(p.latency_slo_ms.is_empty() && w.is_empty(), "{p:?} {w:?}");
     }
 }

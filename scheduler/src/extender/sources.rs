@@ -2,7 +2,7 @@
 //! the background task that rebuilds the fleet view from them, telemetry and carbon.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -288,6 +288,8 @@ pub struct Inputs {
     pub config: Arc<Config>,
     /// The clock (the demo runs in 2020, inside its carbon data).
     pub clock: kepler_client::refresher::Clock,
+    /// Zones whose missing intensity was logged (logged again only once it came back).
+    pub carbon_logged: Mutex<BTreeSet<String>>,
 }
 
 /// Rebuilds and publishes the view every `every`, forever.
@@ -296,6 +298,23 @@ pub async fn run_updater(extender: Arc<Extender>, inputs: Inputs, every: Duratio
         extender.publish(build_view(&inputs).await);
         tokio::time::sleep(every).await;
     }
+}
+
+/// Logs a zone's intensity going missing (warning) and coming back (info) once each, not
+/// on every view: `logged` holds the zones missing at the last view.
+fn log_carbon_changes(logged: &Mutex<BTreeSet<String>>, missing: &BTreeMap<String, String>) {
+    let Ok(mut logged) = logged.lock() else {
+        return;
+    };
+    for (zone, e) in missing {
+        if !logged.contains(zone) {
+            tracing::warn!(zone = %zone, "no carbon intensity: {e}; nodes there get the mean of the known zones (all zones missing: decisions fail open, carbon_missing)");
+        }
+    }
+    for zone in logged.iter().filter(|z| !missing.contains_key(*z)) {
+        tracing::info!(zone = %zone, "carbon intensity available again");
+    }
+    *logged = missing.keys().cloned().collect();
 }
 
 /// One view from the current inputs.
@@ -310,6 +329,7 @@ pub async fn build_view(inputs: &Inputs) -> FleetView {
         now,
     )
     .await;
+    log_carbon_changes(&inputs.carbon_logged, &view_inputs.carbon_missing);
     let mut view = FleetView::build(facts.as_deref(), view_inputs);
     // Checked positive and finite at load; a grace too long for a Duration never expires.
     let grace = Duration::try_from_secs_f64(inputs.config.kubernetes.watch_stale_after_seconds)
@@ -324,7 +344,8 @@ pub async fn build_view(inputs: &Inputs) -> FleetView {
 }
 
 /// The view's other inputs at `now`: the snapshot given, and the carbon outlook of every
-/// zone the nodes in `facts` are in (zones without intensity are left out, with a warning).
+/// zone the nodes in `facts` are in (zones without intensity are left out, and listed with
+/// the source's error).
 pub async fn view_inputs(
     facts: &[NodeFact],
     snapshot: Option<Arc<kepler_client::FleetSnapshot>>,
@@ -338,17 +359,21 @@ pub async fn view_inputs(
         .collect();
     let horizon = chrono::Duration::seconds(config.policy.expected_duration_seconds as i64);
     let mut carbon = HashMap::new();
+    let mut carbon_missing = BTreeMap::new();
     for zone in zones {
         match outlook(source, &zone, now, now + horizon).await {
             Ok(o) => {
                 carbon.insert(zone, o);
             }
-            Err(e) => tracing::warn!(zone = %zone, "no carbon intensity: {e}"),
+            Err(e) => {
+                carbon_missing.insert(zone, e.to_string());
+            }
         }
     }
     ViewInputs {
         snapshot,
         carbon,
+        carbon_missing,
         config: Arc::clone(config),
         built_at: now,
     }

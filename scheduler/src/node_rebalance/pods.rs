@@ -88,7 +88,12 @@ pub fn classify(pods: &[Pod], nodes: &[Node], config: &Config) -> (Vec<PodGroup>
         };
         let r = pod_requests(pod);
         let group = groups.entry(key.clone()).or_insert_with(|| {
-            let (policy, warnings) = policy::resolve(&config.policy, &namespace, pod.annotations());
+            let (policy, warnings) = policy::resolve(
+                &config.policy,
+                &config.topology,
+                &namespace,
+                pod.annotations(),
+            );
             for w in warnings {
                 tracing::warn!(pod = %pod.name_any(), namespace = %namespace, "{w}");
             }
@@ -143,7 +148,12 @@ fn movable(pod: &Pod, namespace: &str, config: &Config) -> Result<String, String
             "namespace {namespace} is excluded (rebalance.excludedNamespaces)"
         ));
     }
-    let (policy, _) = policy::resolve(&config.policy, namespace, pod.annotations());
+    let (policy, _) = policy::resolve(
+        &config.policy,
+        &config.topology,
+        namespace,
+        pod.annotations(),
+    );
     if policy.skip {
         return Err(format!(
             "ecoplace leaves it alone ({}=true or the namespace policy)",

@@ -2,6 +2,20 @@
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
+use crate::server::metrics::CarbonGauges;
+
+/// Label values of `ecoplace_ocm_score_publish_total{result}` (each exported at 0 from start).
+pub const RESULTS: [&str; 8] = [
+    "published",
+    "telemetry_missing",
+    "telemetry_stale",
+    "carbon_missing",
+    "capacity_unknown",
+    "infeasible",
+    "cluster_unavailable",
+    "failed",
+];
+
 /// Metrics of the OCM score publisher.
 #[derive(Debug, Clone)]
 pub struct OcmMetrics {
@@ -14,11 +28,14 @@ pub struct OcmMetrics {
     pub failures: IntCounter,
     /// `ecoplace_ocm_leader`: 1 while this replica holds the Lease and publishes.
     pub leader: IntGauge,
+    /// The managed clusters' zone intensities and carbon rates (`kind="cluster"`).
+    pub carbon: CarbonGauges,
 }
 
 impl OcmMetrics {
-    /// Creates the metrics and registers them in `registry`.
-    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+    /// Creates the metrics and registers them in `registry`; the carbon gauges are
+    /// `carbon`'s (registered once per registry, shared with the extender in `serve`).
+    pub fn register(registry: &Registry, carbon: &CarbonGauges) -> Result<Self, prometheus::Error> {
         let publish = IntCounterVec::new(
             Opts::new(
                 "ecoplace_ocm_score_publish_total",
@@ -37,10 +54,14 @@ impl OcmMetrics {
         registry.register(Box::new(publish.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(leader.clone()))?;
+        for result in RESULTS {
+            publish.with_label_values(&[result]);
+        }
         Ok(Self {
             publish,
             failures,
             leader,
+            carbon: carbon.handle(),
         })
     }
 }

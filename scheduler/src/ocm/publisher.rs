@@ -133,6 +133,15 @@ impl Publisher {
                 Err(skip) => skips.push((name, skip)),
             }
         }
+        self.metrics.carbon.set(
+            facts
+                .iter()
+                .map(|f| (f.zone.as_str(), f.carbon.now_g_per_kwh)),
+            facts.iter().map(|f| {
+                let g = f.power.total_watts * f.carbon.now_g_per_kwh / 1000.0;
+                ("cluster", f.name.as_str(), f.zone.as_str(), g)
+            }),
+        );
         let options = self.options();
         let scored = match scores::score_clusters(&facts, &options, now, self.power.as_ref()) {
             Ok(s) => s,
@@ -175,8 +184,21 @@ impl Publisher {
         let preset = c.ocm.objective.as_deref().unwrap_or(&c.policy.objective);
         ScoreOptions {
             weights: Weights::preset(preset).unwrap_or_default(),
-            user_regions: c.ocm.user_regions.clone(),
-            combined_region: c.policy.user_region.clone(),
+            user_regions: c
+                .ocm
+                .user_regions
+                .iter()
+                .map(|r| {
+                    let region = c.topology.user_region(r).unwrap_or(r);
+                    (r.clone(), region.to_string())
+                })
+                .collect(),
+            combined_region: c
+                .policy
+                .user_region
+                .as_deref()
+                .and_then(|r| c.topology.user_region(r))
+                .map(str::to_string),
             reference_cpu_cores: c.ocm.reference_cpu_cores,
             duration_s: c.policy.expected_duration_seconds,
             node_profile: c.power.default_profile,
@@ -215,13 +237,7 @@ impl Publisher {
         let region = mc.labels().get(&c.ocm.region_label).cloned();
         let zone = region
             .as_ref()
-            .map(|r| {
-                c.topology
-                    .carbon_zones
-                    .get(r)
-                    .cloned()
-                    .unwrap_or_else(|| r.clone())
-            })
+            .map(|r| c.topology.carbon_zone_of(r))
             .or_else(|| c.topology.default_carbon_zone.clone());
         let Some(zone) = zone else {
             return Err(Skip::CarbonMissing(format!(
@@ -235,11 +251,11 @@ impl Publisher {
             .map_err(|e| Skip::CarbonMissing(format!("zone `{zone}`: {e}")))?;
         let latency_ms = region
             .as_ref()
-            .and_then(|r| c.topology.latency_ms.get(r))
-            .cloned()
+            .map(|r| c.topology.latency_to(r))
             .unwrap_or_default();
         Ok(ClusterFacts {
             name,
+            zone,
             power,
             carbon,
             allocatable: Resources {
@@ -414,7 +430,9 @@ mod tests {
     fn scored(value: i32) -> Result<Scored, Skip> {
         Ok(Scored {
             items: vec![AddOnPlacementScoreItem::new("ecoplace", value)],
-            notes: vec!["no `latency-us` score: latency from us unknown (SLO set)".into()],
+            notes: vec![
+                "no `latency-us` score: latency from us unknown (topology.latencyMs)".into(),
+            ],
         })
     }
 

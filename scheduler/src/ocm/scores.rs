@@ -166,6 +166,8 @@ pub struct ClusterFacts {
     pub name: String,
     /// Measured power.
     pub power: PowerFacts,
+    /// Its carbon zone.
+    pub zone: String,
     /// Grid carbon intensity of its zone over the horizon.
     pub carbon: CarbonOutlook,
     /// Allocatable CPU cores and memory bytes (ManagedCluster status).
@@ -181,8 +183,9 @@ pub struct ClusterFacts {
 pub struct ScoreOptions {
     /// Weights of the combined `ecoplace` score.
     pub weights: Weights,
-    /// User regions with a `latency-<region>` score.
-    pub user_regions: Vec<String>,
+    /// User regions with a `latency-<name>` score: the name as `ocm.userRegions` spells
+    /// it, and the region as the clusters' `latency_ms` keys spell it.
+    pub user_regions: Vec<(String, String)>,
     /// User region counted in the combined score's latency term, if any.
     pub combined_region: Option<String>,
     /// CPU cores of the reference replica.
@@ -270,7 +273,7 @@ pub fn score_clusters(
     let with_region = |region: Option<&String>| {
         let mut w = base.clone();
         if let Some(r) = region {
-            w.latency_slo_ms.insert(r.clone(), f64::MAX);
+            w.latency_slo_ms.insert(r.clone(), optimizer::NO_SLO_MS);
         }
         w
     };
@@ -278,10 +281,10 @@ pub fn score_clusters(
         (CARBON.into(), base.clone(), only(1.0, 0.0, 0.0)),
         (ENERGY.into(), base.clone(), only(0.0, 1.0, 0.0)),
     ];
-    for r in &options.user_regions {
+    for (name, region) in &options.user_regions {
         runs.push((
-            format!("{LATENCY_PREFIX}{r}"),
-            with_region(Some(r)),
+            format!("{LATENCY_PREFIX}{name}"),
+            with_region(Some(region)),
             only(0.0, 0.0, 1.0),
         ));
     }
@@ -302,8 +305,23 @@ pub fn score_clusters(
         .collect();
     for (name, workload, weights) in &runs {
         let scores = optimizer::score_targets(workload, &targets, weights, at, power)?;
-        for (s, o) in scores.iter().zip(out.iter_mut()) {
-            if s.feasible {
+        // A `latency-<region>` score is about that latency alone: a cluster whose latency
+        // from the region is unknown gets none (rather than the neutral term a combined
+        // score gives it).
+        let latency_only = name.starts_with(LATENCY_PREFIX);
+        for ((s, o), t) in scores.iter().zip(out.iter_mut()).zip(&targets) {
+            let unknown: Vec<&String> = workload
+                .latency_slo_ms
+                .keys()
+                .filter(|r| !t.latency_ms.contains_key(*r))
+                .collect();
+            if latency_only && !unknown.is_empty() {
+                let regions: Vec<&str> = unknown.iter().map(|r| r.as_str()).collect();
+                o.notes.push(format!(
+                    "no `{name}` score: latency from {} unknown (topology.latencyMs)",
+                    regions.join(", ")
+                ));
+            } else if s.feasible {
                 o.items
                     .push(AddOnPlacementScoreItem::new(name.clone(), to_ocm(s.score)));
             } else {

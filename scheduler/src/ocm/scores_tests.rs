@@ -100,6 +100,7 @@ fn missing_or_stale_telemetry_is_a_skip_never_zero() {
 
 fn facts(name: &str, g_per_kwh: f64, latency: &[(&str, f64)]) -> ClusterFacts {
     ClusterFacts {
+        zone: name.to_uppercase(),
         name: name.into(),
         power: PowerFacts {
             nodes: 3,
@@ -121,7 +122,10 @@ fn facts(name: &str, g_per_kwh: f64, latency: &[(&str, f64)]) -> ClusterFacts {
 fn options(regions: &[&str], combined: Option<&str>) -> ScoreOptions {
     ScoreOptions {
         weights: Weights::BALANCED,
-        user_regions: regions.iter().map(ToString::to_string).collect(),
+        user_regions: regions
+            .iter()
+            .map(|r| (r.to_string(), r.to_string()))
+            .collect(),
         combined_region: combined.map(ToString::to_string),
         reference_cpu_cores: 1.0,
         duration_s: 3600.0,

@@ -154,12 +154,7 @@ pub fn unplaceable(workloads: &[Workload], targets: &[Target]) -> Vec<Unplaceabl
 /// Why no cluster passes `w`'s rules: policy lists, then latency, then room.
 fn no_cluster(w: &Workload, checks: &[(&Target, Vec<Infeasibility>)]) -> String {
     let policy = |i: &Infeasibility| matches!(i, Infeasibility::Denied | Infeasibility::NotAllowed);
-    let latency = |i: &Infeasibility| {
-        matches!(
-            i,
-            Infeasibility::Latency { .. } | Infeasibility::UnknownLatency { .. }
-        )
-    };
+    let latency = |i: &Infeasibility| matches!(i, Infeasibility::Latency { .. });
     let permitted: Vec<&(&Target, Vec<Infeasibility>)> = checks
         .iter()
         .filter(|(_, why)| !why.iter().any(policy))
@@ -178,6 +173,7 @@ fn no_cluster(w: &Workload, checks: &[(&Target, Vec<Infeasibility>)]) -> String 
         let slo = w
             .latency_slo_ms
             .iter()
+            .filter(|(_, ms)| **ms < optimizer::NO_SLO_MS)
             .map(|(r, ms)| format!("≤ {ms} ms from {r}"))
             .collect::<Vec<_>>()
             .join(" and ");

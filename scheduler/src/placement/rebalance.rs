@@ -299,6 +299,7 @@ fn one_move(
         }
     }
     let hours = w.expected_duration_s.max(1.0) / 3600.0;
+    let latency = cost::NeutralLatency::of(w, targets);
     let terms = |name: &str| -> Result<Objectives, PowerError> {
         let Some(t) = index.get(name).map(|&i| &targets[i]) else {
             return Ok(Objectives::default());
@@ -306,7 +307,7 @@ fn one_move(
         let q = [PowerQuery::placing(t, w.requests.cpu)];
         let mut watts = [0.0];
         power::predict(power, &q, &mut watts)?;
-        Ok(cost::replica_cost(w, t, watts[0], at).terms)
+        Ok(cost::replica_cost(w, t, watts[0], at, &latency).terms)
     };
     let mut gain = Gain::default();
     for tr in &transfers {

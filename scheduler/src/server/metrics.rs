@@ -1,9 +1,16 @@
 //! The service's own Prometheus metrics (`GET /metrics`).
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use crate::extender::Verb;
+use crate::extender::fleet::FailOpen;
+use crate::extender::policy::ANNOTATIONS;
 
 /// Every metric ecoplace exports.
 #[derive(Debug, Clone)]
@@ -35,6 +42,106 @@ pub struct Metrics {
     pub watch_up: IntGaugeVec,
     /// `ecoplace_watch_errors_total{watch}`: errors reported by a Kubernetes watch.
     pub watch_errors: IntCounterVec,
+    /// `ecoplace_latency_unknown_nodes{user_region}`: known nodes whose latency from a user
+    /// region of `topology.latencyMs` is not configured (neutral latency term there).
+    pub latency_unknown: IntGaugeVec,
+    /// `ecoplace_grid_carbon_intensity_grams_per_kwh{zone}` and
+    /// `ecoplace_carbon_rate_grams_per_hour{kind,target,zone}`, as the extender sets them.
+    pub carbon: CarbonGauges,
+}
+
+/// Label values of `ecoplace_decisions_total{outcome}`.
+pub const DECISION_OUTCOMES: [&str; 3] = ["scored", "skipped", "fail_open"];
+/// Label values of `ecoplace_events_total{result}`.
+pub const EVENT_RESULTS: [&str; 3] = ["written", "failed", "suppressed"];
+/// The Kubernetes watches, label values of `ecoplace_watch_*{watch}`.
+pub const WATCHES: [&str; 2] = ["nodes", "pods"];
+
+/// The grid-intensity and carbon-rate gauges, shared by the extender and the OCM publisher
+/// (each handle removes only the series it set itself).
+#[derive(Debug, Clone)]
+pub struct CarbonGauges {
+    /// `ecoplace_grid_carbon_intensity_grams_per_kwh{zone}`.
+    pub grid_intensity: GaugeVec,
+    /// `ecoplace_carbon_rate_grams_per_hour{kind,target,zone}`.
+    pub carbon_rate: GaugeVec,
+    /// The series this handle set last time: zones, and (kind, target, zone).
+    set_before: Arc<Mutex<SetBefore>>,
+}
+
+/// Label values a [`CarbonGauges`] handle set on its last call.
+#[derive(Debug, Default)]
+struct SetBefore {
+    zones: BTreeSet<String>,
+    rates: BTreeSet<[String; 3]>,
+}
+
+impl CarbonGauges {
+    /// Creates the gauges and registers them in `registry`.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let grid_intensity = GaugeVec::new(
+            Opts::new(
+                "ecoplace_grid_carbon_intensity_grams_per_kwh",
+                "Grid carbon intensity now of each zone ecoplace decides for (gCO2e/kWh), from the configured carbon source.",
+            ),
+            &["zone"],
+        )?;
+        let carbon_rate = GaugeVec::new(
+            Opts::new(
+                "ecoplace_carbon_rate_grams_per_hour",
+                "Measured power of a node (kind=node) or managed cluster (kind=cluster) times its zone's grid intensity now, gCO2e/h.",
+            ),
+            &["kind", "target", "zone"],
+        )?;
+        registry.register(Box::new(grid_intensity.clone()))?;
+        registry.register(Box::new(carbon_rate.clone()))?;
+        Ok(Self {
+            grid_intensity,
+            carbon_rate,
+            set_before: Arc::default(),
+        })
+    }
+
+    /// Another handle on the same gauges, removing only the series it sets itself.
+    pub fn handle(&self) -> Self {
+        Self {
+            grid_intensity: self.grid_intensity.clone(),
+            carbon_rate: self.carbon_rate.clone(),
+            set_before: Arc::default(),
+        }
+    }
+
+    /// Sets `intensities` (zone, g/kWh) and `rates` (kind, target, zone, g/h); the series
+    /// this handle set last time and not now disappear.
+    pub fn set<'a>(
+        &self,
+        intensities: impl IntoIterator<Item = (&'a str, f64)>,
+        rates: impl IntoIterator<Item = (&'a str, &'a str, &'a str, f64)>,
+    ) {
+        let Ok(mut before) = self.set_before.lock() else {
+            return;
+        };
+        let mut zones = BTreeSet::new();
+        for (zone, g) in intensities {
+            self.grid_intensity.with_label_values(&[zone]).set(g);
+            zones.insert(zone.to_string());
+        }
+        for gone in before.zones.difference(&zones) {
+            let _ = self.grid_intensity.remove_label_values(&[gone.as_str()]);
+        }
+        let mut set = BTreeSet::new();
+        for (kind, target, zone, g) in rates {
+            self.carbon_rate
+                .with_label_values(&[kind, target, zone])
+                .set(g);
+            set.insert([kind.to_string(), target.to_string(), zone.to_string()]);
+        }
+        for gone in before.rates.difference(&set) {
+            let labels: Vec<&str> = gone.iter().map(String::as_str).collect();
+            let _ = self.carbon_rate.remove_label_values(&labels);
+        }
+        *before = SetBefore { zones, rates: set };
+    }
 }
 
 impl Metrics {
@@ -111,6 +218,13 @@ impl Metrics {
             ),
             &["watch"],
         )?;
+        let latency_unknown = IntGaugeVec::new(
+            Opts::new(
+                "ecoplace_latency_unknown_nodes",
+                "Known nodes whose latency from this user region is not in topology.latencyMs (they pass with a neutral latency term).",
+            ),
+            &["user_region"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(fail_open.clone()))?;
@@ -123,6 +237,31 @@ impl Metrics {
         registry.register(Box::new(events_dropped.clone()))?;
         registry.register(Box::new(watch_up.clone()))?;
         registry.register(Box::new(watch_errors.clone()))?;
+        registry.register(Box::new(latency_unknown.clone()))?;
+        let carbon = CarbonGauges::register(&registry)?;
+        // Every counter with known label values starts at 0, so that a dashboard shows 0
+        // rather than "No data" before the first call, fault or event.
+        for verb in [Verb::Filter, Verb::Prioritize] {
+            for code in ["200", "400"] {
+                requests.with_label_values(&[verb.as_str(), code]);
+            }
+            duration.with_label_values(&[verb.as_str()]);
+            for outcome in DECISION_OUTCOMES {
+                decisions.with_label_values(&[verb.as_str(), outcome]);
+            }
+        }
+        for reason in FailOpen::ALL {
+            fail_open.with_label_values(&[reason.as_str()]);
+        }
+        for annotation in ANNOTATIONS {
+            annotation_errors.with_label_values(&[annotation]);
+        }
+        for result in EVENT_RESULTS {
+            events.with_label_values(&[result]);
+        }
+        for watch in WATCHES {
+            watch_errors.with_label_values(&[watch]);
+        }
         Ok(Self {
             registry,
             requests,
@@ -137,6 +276,8 @@ impl Metrics {
             events_dropped,
             watch_up,
             watch_errors,
+            latency_unknown,
+            carbon,
         })
     }
 

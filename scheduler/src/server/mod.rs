@@ -93,6 +93,19 @@ async fn readyz(State(ext): State<Arc<Extender>>) -> Response {
         None => "telemetry: ok".to_string(),
         Some(reason) => format!("telemetry: failing open ({})", reason.as_str()),
     };
+    let missing = &view.inputs.carbon_missing;
+    let carbon = match (view.inputs.carbon.len(), missing.is_empty()) {
+        (n, true) => format!("carbon: ok ({n} zones)"),
+        (_, false) => format!(
+            "carbon: no intensity for {} ({})",
+            missing.keys().cloned().collect::<Vec<_>>().join(", "),
+            missing
+                .iter()
+                .map(|(z, e)| format!("{z}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    };
     let nodes = if !view.nodes_synced {
         "nodes: not synced".to_string()
     } else if view.stale_watches.is_empty() {
@@ -116,13 +129,36 @@ async fn readyz(State(ext): State<Arc<Extender>>) -> Response {
             failing.join("; ")
         )
     };
+    let gaps: Vec<String> = view
+        .latency_unknown
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(region, n)| {
+            format!(
+                "from {region} unknown for {n} of {} nodes",
+                view.targets.len()
+            )
+        })
+        .collect();
+    let latency = match (view.latency_unknown.len(), gaps.is_empty()) {
+        (0, _) => "latency: no user regions configured (topology.latencyMs)".to_string(),
+        (n, true) => format!("latency: ok ({n} user regions)"),
+        (_, false) => format!(
+            "latency: {} (those nodes pass with a neutral latency term)",
+            gaps.join("; ")
+        ),
+    };
     let ready = view.nodes_synced && view.inputs.snapshot.is_some();
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, format!("{telemetry}\n{nodes}\n")).into_response()
+    (
+        status,
+        format!("{telemetry}\n{carbon}\n{nodes}\n{latency}\n"),
+    )
+        .into_response()
 }
 
 async fn metrics(State(ext): State<Arc<Extender>>) -> Response {

@@ -1,7 +1,7 @@
 //! Assembling a running extender from its parts: node facts, telemetry, carbon, a clock
 //! and the configuration — the demo fleet's, or a live cluster's.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -69,6 +69,7 @@ impl Service {
             carbon: parts.carbon,
             config: Arc::clone(&config),
             clock: parts.clock.clone(),
+            carbon_logged: Mutex::default(),
         };
         let extender = Arc::new(Extender::new(
             FleetView::empty(Arc::clone(&config), (parts.clock)()),
@@ -115,30 +116,9 @@ pub fn power_model(config: &Config) -> Arc<FallbackPowerModel> {
 
 /// The demo: the simulated fleet's nodes, telemetry and 2020 carbon curves, on a clock that
 /// runs today's day of the year and time of day in 2020 (inside the embedded carbon data).
-pub fn demo(mut config: Config) -> Result<Parts> {
+pub fn demo(config: Config) -> Result<Parts> {
     let fleet = SimulatedFleet::embedded(42);
-    let matrix = LatencyMatrix::embedded();
-    for c in &fleet.clusters {
-        config
-            .topology
-            .carbon_zones
-            .insert(c.name.clone(), c.carbon_zone.clone());
-        let row = matrix
-            .regions()
-            .filter_map(|r| matrix.latency_ms(r, &c.name).map(|ms| (r.to_string(), ms)))
-            .collect();
-        config.topology.latency_ms.insert(c.name.clone(), row);
-    }
-    for t in &fleet.node_types {
-        config.power.node_types.insert(
-            t.name.clone(),
-            NodeProfile {
-                idle_watts: t.curve.watts(0.0),
-                max_watts: t.curve.watts(1.0),
-                power_cap_watts: None,
-            },
-        );
-    }
+    let config = demo_config(config, &fleet);
     let nodes: Arc<dyn NodeSource> = Arc::new(DemoNodes::new(&fleet, &config));
     let carbon =
         Arc::new(load_curves(true, &[], &[], Vec::new()).context("embedded carbon curves")?);
@@ -164,6 +144,34 @@ pub fn demo(mut config: Config) -> Result<Parts> {
         events: Arc::new(NoEvents),
         metrics: Metrics::new().context("registering metrics")?,
     })
+}
+
+/// `config` with the demo fleet's topology (carbon zones, latency from the embedded
+/// matrix's user regions) and node power profiles filled in.
+pub fn demo_config(mut config: Config, fleet: &SimulatedFleet) -> Config {
+    let matrix = LatencyMatrix::embedded();
+    for c in &fleet.clusters {
+        config
+            .topology
+            .carbon_zones
+            .insert(c.name.clone(), c.carbon_zone.clone());
+        let row = matrix
+            .regions()
+            .filter_map(|r| matrix.latency_ms(r, &c.name).map(|ms| (r.to_string(), ms)))
+            .collect();
+        config.topology.latency_ms.insert(c.name.clone(), row);
+    }
+    for t in &fleet.node_types {
+        config.power.node_types.insert(
+            t.name.clone(),
+            NodeProfile {
+                idle_watts: t.curve.watts(0.0),
+                max_watts: t.curve.watts(1.0),
+                power_cap_watts: None,
+            },
+        );
+    }
+    config
 }
 
 /// Production: Prometheus/Thanos telemetry, a Kubernetes watch, configured carbon sources.
