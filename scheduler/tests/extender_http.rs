@@ -420,3 +420,141 @@ async fn health_readiness_and_metrics_when_all_is_well() {
         "choosing FR over the median node avoids carbon: {avoided}"
     );
 }
+
+/// Pod events the extender would write, kept for the test to read.
+#[derive(Default)]
+struct Recorded(std::sync::Mutex<Vec<scheduler::extender::events::PodEvent>>);
+
+impl scheduler::extender::events::EventSink for Recorded {
+    fn publish(&self, event: scheduler::extender::events::PodEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+/// The demo's names-mode fixture with these annotations.
+fn annotated(annotations: Value) -> String {
+    let mut args: Value = serde_json::from_str(NAMES).expect("fixture");
+    args["Pod"]["metadata"]["annotations"] = annotations;
+    args.to_string()
+}
+
+#[tokio::test]
+async fn user_regions_never_block_a_pod() {
+    // The demo's user regions are DE, FR and GB: FR users are 5 ms from the fr nodes,
+    // 14 ms from gb and 17 ms from de.
+    let mut parts = service::demo(Config::default()).expect("demo parts");
+    parts.clock = Arc::new(noon);
+    let events = Arc::new(Recorded::default());
+    parts.events = events.clone();
+    let app = Service::start(parts, Duration::from_secs(3600))
+        .await
+        .expect("service starts")
+        .router();
+
+    // `Fr` is FR: the SLO holds where it should, and only distance fails a node.
+    let args =
+        annotated(json!({"ecoplace.io/user-region": "Fr", "ecoplace.io/max-latency-ms": "10"}));
+    let (_, filter) = post(&app, "filter", &args).await;
+    assert_eq!(
+        filter["NodeNames"],
+        json!(["fr-arm-eff-1", "not-in-the-cache", "fr-std-x86-2"])
+    );
+    let failed = filter["FailedAndUnresolvableNodes"].as_object().unwrap();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(
+        failed["gb-std-x86-1"]
+            .as_str()
+            .unwrap()
+            .contains("latency from FR 14 ms > SLO 10 ms"),
+        "{failed:?}"
+    );
+
+    // An unknown region: the default policy (no latency term, no SLO), every node passes,
+    // and the pod's owner is told which regions exist.
+    let args =
+        annotated(json!({"ecoplace.io/user-region": "Mars", "ecoplace.io/max-latency-ms": "1"}));
+    let (_, filter) = post(&app, "filter", &args).await;
+    assert_eq!(filter["NodeNames"], json!(names_of(NAMES)));
+    assert_eq!(filter["FailedAndUnresolvableNodes"], json!({}));
+    let (_, metrics) = call(&app, "GET", "/metrics", Body::empty()).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics
+            .contains("ecoplace_annotation_errors_total{annotation=\"ecoplace.io/user-region\"} 1"),
+        "{metrics}"
+    );
+    let recorded = events.0.lock().unwrap().clone();
+    let ignored: Vec<_> = recorded
+        .iter()
+        .filter(|e| e.reason == "EcoplaceAnnotationIgnored")
+        .collect();
+    assert_eq!(ignored.len(), 1, "{recorded:?}");
+    assert!(
+        ignored[0].note.contains(
+            "ecoplace.io/user-region=\"Mars\" ignored: unknown user region (known: DE, FR, GB)"
+        ),
+        "{}",
+        ignored[0].note
+    );
+}
+
+#[tokio::test]
+async fn a_known_region_without_latency_to_a_node_passes_it_and_says_so() {
+    let mut parts = service::demo(Config::default()).expect("demo parts");
+    parts.clock = Arc::new(noon);
+    // Nobody measured the latency from FR users to the gb cluster (its 8 nodes).
+    parts
+        .config
+        .topology
+        .latency_ms
+        .get_mut("gb")
+        .expect("the demo's gb row")
+        .remove("FR");
+    let app = Service::start(parts, Duration::from_secs(3600))
+        .await
+        .expect("service starts")
+        .router();
+    let args = annotated(
+        json!({"ecoplace.io/user-region": "FR", "ecoplace.io/max-latency-ms": "15", "ecoplace.io/objective": "latency"}),
+    );
+    let (_, filter) = post(&app, "filter", &args).await;
+    // de (17 ms) is too far; gb (unknown) passes.
+    assert_eq!(
+        filter["NodeNames"],
+        json!([
+            "gb-std-x86-1",
+            "fr-arm-eff-1",
+            "not-in-the-cache",
+            "fr-std-x86-2"
+        ])
+    );
+    let (_, prio) = post(&app, "prioritize", &args).await;
+    let score = |n: &str| {
+        prio.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["Host"] == n)
+            .and_then(|e| e["Score"].as_i64())
+            .unwrap()
+    };
+    // Neutral: the unknown gb node ranks between the near fr and the far de nodes.
+    assert!(score("fr-arm-eff-1") > score("gb-std-x86-1"), "{prio}");
+    assert!(score("gb-std-x86-1") > score("de-old-x86-0"), "{prio}");
+    let (_, metrics) = call(&app, "GET", "/metrics", Body::empty()).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("ecoplace_latency_unknown_nodes{user_region=\"FR\"} 8"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ecoplace_latency_unknown_nodes{user_region=\"DE\"} 0"),
+        "{metrics}"
+    );
+    let (status, ready) = call(&app, "GET", "/readyz", Body::empty()).await;
+    let ready = String::from_utf8_lossy(&ready);
+    assert_eq!(status, StatusCode::OK, "{ready}");
+    assert!(
+        ready.contains("latency: from FR unknown for 8 of "),
+        "{ready}"
+    );
+}

@@ -1,6 +1,8 @@
 //! From a validated request to optimizer inputs (targets of kind Cluster, workloads), and
 //! from optimizer infeasibility reports back to the workloads that cannot be placed.
 
+use std::collections::BTreeMap;
+
 use optimizer::cost::{self, Infeasibility};
 use optimizer::{
     CarbonOutlook, InfeasibleReport, Resources, Target, TargetKind, TargetReasons, Workload,
@@ -76,12 +78,55 @@ pub fn workload(w: &WorkloadSpec) -> Workload {
     }
 }
 
-/// The optimizer's inputs for `req`.
+/// The optimizer's inputs for `req`, every user region in one spelling: region names match
+/// case-insensitively, and each takes the spelling of its first appearance in a cluster's
+/// `latencyMs`.
 pub fn inputs(req: &PlacementRequest) -> (Vec<Workload>, Vec<Target>) {
-    (
-        req.workloads.iter().map(workload).collect(),
-        req.clusters.iter().map(target).collect(),
-    )
+    let spellings = region_spellings(req);
+    let spell = |map: &BTreeMap<String, f64>| -> BTreeMap<String, f64> {
+        map.iter()
+            .map(|(r, &v)| (spelling(&spellings, r).to_string(), v))
+            .collect()
+    };
+    let workloads = req
+        .workloads
+        .iter()
+        .map(|w| Workload {
+            latency_slo_ms: spell(&w.latency_slo_ms),
+            ..workload(w)
+        })
+        .collect();
+    let targets = req
+        .clusters
+        .iter()
+        .map(|c| Target {
+            latency_ms: spell(&c.latency_ms),
+            ..target(c)
+        })
+        .collect();
+    (workloads, targets)
+}
+
+/// Every user region of the clusters' `latencyMs`, in its first spelling.
+pub fn region_spellings(req: &PlacementRequest) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for c in &req.clusters {
+        for r in c.latency_ms.keys() {
+            if !out.iter().any(|o| o.eq_ignore_ascii_case(r)) {
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// The spelling of `region` among `spellings` (case-insensitive), or itself.
+pub fn spelling<'a>(spellings: &[&'a str], region: &'a str) -> &'a str {
+    spellings
+        .iter()
+        .find(|s| s.eq_ignore_ascii_case(region))
+        .copied()
+        .unwrap_or(region)
 }
 
 fn eliminated(target: &str, details: Vec<Infeasibility>) -> EliminatedCluster {

@@ -94,3 +94,36 @@ fn explicit_weights_and_quantities_decode() {
         PlacementRequest::decode(br#"{"clusters": [], "workloads": []} x"#, Format::Json);
     assert!(matches!(trailing, Err(PlacementError::Malformed(_))));
 }
+
+#[test]
+fn user_regions_match_case_insensitively_and_unknown_ones_are_named() {
+    let placer = Placer::new(PlacementConfig::default());
+    // `EU` is the clusters' `eu`: the SLO keeps y off green exactly as with `eu`.
+    let same = CHAIN.replace("latencySloMs: {eu: 10}", "latencySloMs: {EU: 10}");
+    let req = PlacementRequest::decode(same.as_bytes(), Format::Yaml).expect("decodes");
+    let (workloads, targets) = mapping::inputs(&req);
+    assert_eq!(
+        workloads[1].latency_slo_ms.keys().collect::<Vec<_>>(),
+        ["eu"]
+    );
+    assert!(targets.iter().all(|t| t.latency_ms.contains_key("eu")));
+    let plan = placer.place(&req, now()).unwrap();
+    let y: Vec<&str> = plan.placements[1]
+        .clusters
+        .iter()
+        .map(|c| c.cluster.as_str())
+        .collect();
+    assert!(!y.contains(&"green"), "{y:?}");
+    // A region no cluster knows is a field error naming the known ones.
+    let typo = CHAIN.replace("latencySloMs: {eu: 10}", "latencySloMs: {ue: 10}");
+    let req = PlacementRequest::decode(typo.as_bytes(), Format::Yaml).expect("decodes");
+    let Err(PlacementError::Invalid(errors)) = placer.place(&req, now()) else {
+        panic!("a region no cluster knows must be refused");
+    };
+    assert_eq!(errors[0].field, "workloads[1].latencySloMs.ue");
+    assert!(
+        errors[0].message.contains("known: eu"),
+        "{}",
+        errors[0].message
+    );
+}

@@ -131,8 +131,16 @@ pub fn check(req: &PlacementRequest, rebalance: bool) -> Vec<FieldError> {
                 );
             }
         }
+        let mut seen: Vec<&str> = Vec::new();
         for (region, &ms) in &c.latency_ms {
             e.non_negative(format!("{at}.latencyMs.{region}"), ms);
+            if let Some(twin) = seen.iter().find(|s| s.eq_ignore_ascii_case(region)) {
+                e.push(
+                    format!("{at}.latencyMs.{region}"),
+                    format!("`{region}` and `{twin}` differ only by case (region names match case-insensitively)"),
+                );
+            }
+            seen.push(region);
         }
     }
     let mut workloads = HashSet::new();
@@ -150,8 +158,19 @@ pub fn check(req: &PlacementRequest, rebalance: bool) -> Vec<FieldError> {
             e.push(format!("{at}.replicas"), "must be at least 1");
         }
         e.resources(&format!("{at}.requests"), &w.requests);
+        let regions = super::mapping::region_spellings(req);
         for (region, &slo) in &w.latency_slo_ms {
             e.positive(format!("{at}.latencySloMs.{region}"), slo);
+            if !regions.iter().any(|r| r.eq_ignore_ascii_case(region)) {
+                let known = match regions.is_empty() {
+                    true => "no cluster has a latencyMs".to_string(),
+                    false => format!("known: {}", regions.join(", ")),
+                };
+                e.push(
+                    format!("{at}.latencySloMs.{region}"),
+                    format!("no cluster has a latency from `{region}` ({known})"),
+                );
+            }
         }
         for (list, field) in [
             (&w.allowed_clusters, "allowedClusters"),
