@@ -12,6 +12,7 @@ pub mod ocm;
 pub mod placement;
 pub mod report;
 pub mod server;
+pub mod shutdown;
 pub mod simulate;
 
 /// The process allocator of every binary linking this crate (`ecoplace`, its benches and

@@ -592,3 +592,77 @@ async fn running_publisher_never_refreshes_scores_from_stale_telemetry_and_recov
         published(&metrics)
     );
 }
+
+async fn metrics_text(app: axum::Router) -> String {
+    use tower::ServiceExt as _;
+    let res = app
+        .oneshot(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn ocm_scores_metrics_export_the_age_of_its_snapshot() {
+    use scheduler::commands::ocm_scores;
+    use scheduler::server::metrics::Metrics;
+    let now = Utc::now();
+    let refresher = Arc::new(Refresher::spawn(
+        Arc::new(Fixed(snapshot(now - chrono::Duration::seconds(100)))),
+        Duration::from_secs(3600),
+    ));
+    refresher.first_attempt().await;
+    let app = ocm_scores::router(refresher, Metrics::new().unwrap(), Arc::new(move || now));
+    let text = metrics_text(app).await;
+    assert!(
+        text.lines()
+            .any(|l| l == "ecoplace_telemetry_age_seconds 100"),
+        "{text}"
+    );
+    // Updated at each scrape: 30 s later the same snapshot is 130 s old.
+    let refresher = Arc::new(Refresher::spawn(
+        Arc::new(Fixed(snapshot(now - chrono::Duration::seconds(100)))),
+        Duration::from_secs(3600),
+    ));
+    refresher.first_attempt().await;
+    let clock = Arc::new(std::sync::Mutex::new(now));
+    let read = Arc::clone(&clock);
+    let app = ocm_scores::router(
+        refresher,
+        Metrics::new().unwrap(),
+        Arc::new(move || *read.lock().unwrap()),
+    );
+    assert!(
+        metrics_text(app.clone())
+            .await
+            .contains("ecoplace_telemetry_age_seconds 100\n")
+    );
+    *clock.lock().unwrap() = now + chrono::Duration::seconds(30);
+    assert!(
+        metrics_text(app)
+            .await
+            .contains("ecoplace_telemetry_age_seconds 130\n")
+    );
+
+    // No snapshot at all: −1, as the extender says it.
+    let failing = Arc::new(AtomicBool::new(true));
+    let refresher = Arc::new(Refresher::spawn(
+        Arc::new(Switch(failing)),
+        Duration::from_secs(3600),
+    ));
+    refresher.first_attempt().await;
+    let app = ocm_scores::router(refresher, Metrics::new().unwrap(), Arc::new(move || now));
+    assert!(
+        metrics_text(app)
+            .await
+            .contains("ecoplace_telemetry_age_seconds -1\n")
+    );
+}
