@@ -43,7 +43,7 @@ pub const LEGEND: &[(&str, &str)] = &[
     ),
     (
         "carbon avoided kgCO2e",
-        "`increase(ecoplace_carbon_avoided_grams_total[period])`: the extender's estimate, per scheduled pod, of the emissions its preferred node saves over the pod's expected lifetime against the median passing node",
+        "`increase(ecoplace_carbon_avoided_grams_total[period])`: the extender's estimate, per scheduled pod, of the emissions its preferred node saves over the pod's expected lifetime against the median passing node: an amount saved, never negative (a change would be written with its sign, negative = less)",
     ),
     (
         "-",
