@@ -6,8 +6,8 @@
 //! most [`GRACE`], releases its OCM Lease (at most [`RELEASE_TIMEOUT`]) and exits 0. A
 //! second signal exits at once (status 130), and [`HARD_LIMIT`] after the first one the
 //! process exits with status 1 whatever still runs (a start-up waiting on an unreachable
-//! apiserver, say), so it never outlives the pod's `terminationGracePeriodSeconds` (30 s in
-//! manifests/base/deployment.yaml).
+//! apiserver, say), so it never outlives the pod's `terminationGracePeriodSeconds` (not
+//! set in manifests/base/deployment.yaml: Kubernetes' default, 30 s).
 
 use std::future::{Future, IntoFuture};
 use std::time::{Duration, Instant};
