@@ -11,7 +11,7 @@
 //!
 //! The crate's waiting replicas read the Lease again only when the expiry they last saw
 //! passes, so a released Lease would wait up to `durationSeconds` for a taker. The loop
-//! here ([`elect`]) also re-reads it every [`RECHECK`] while not leading, so a peer takes
+//! here (`elect`) also re-reads it every [`RECHECK`] while not leading, so a peer takes
 //! a released Lease over within about a second.
 
 use std::time::Duration;
