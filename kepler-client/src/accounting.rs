@@ -53,6 +53,24 @@ pub enum AccountingError {
     /// Reading the joule counters failed.
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
+    /// The joule counter has no samples in the range.
+    #[error(
+        "Kepler metric `{metric}` (schema {schema}) has no samples from {} to {} at {url}: is the period inside the store's history (retention)?",
+        from.to_rfc3339(),
+        to.to_rfc3339()
+    )]
+    NoData {
+        /// The counter's name.
+        metric: String,
+        /// The schema it belongs to.
+        schema: String,
+        /// Range start.
+        from: DateTime<Utc>,
+        /// Range end.
+        to: DateTime<Utc>,
+        /// Base URL of the metric store.
+        url: String,
+    },
     /// The time range is empty or inverted.
     #[error("empty time range: {from} .. {to}")]
     EmptyRange {
@@ -226,12 +244,26 @@ impl Accountant<'_> {
             }
         }
         if joules.is_empty() {
-            return Err(TelemetryError::MissingMetric {
+            if schema == KeplerSchema::V010 {
+                let zones = self.source.zones_of(&counter.metric, req.to).await?;
+                let zone = cfg.zone.v010_label();
+                if !zones.is_empty() && !zones.iter().any(|z| z == zone) {
+                    return Err(TelemetryError::ZoneMissing {
+                        metric: counter.metric.clone(),
+                        zone: zone.to_string(),
+                        available: zones,
+                        url: client.url().to_string(),
+                    }
+                    .into());
+                }
+            }
+            return Err(AccountingError::NoData {
                 metric: counter.metric.clone(),
                 schema: schema.to_string(),
+                from: req.from,
+                to: req.to,
                 url: client.url().to_string(),
-            }
-            .into());
+            });
         }
 
         let mut window_ends: Vec<DateTime<Utc>> = (1..=full)

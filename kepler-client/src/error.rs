@@ -61,6 +61,21 @@ pub enum TelemetryError {
         /// Base URL of the metric store.
         url: String,
     },
+    /// The metric has series, but none in the power zone asked for.
+    #[error(
+        "Kepler metric `{metric}` has no series in zone `{zone}` at {url}; its zones there: {}. Pick one with --zone (telemetry.prometheus.zone)",
+        available.join(", ")
+    )]
+    ZoneMissing {
+        /// The metric name.
+        metric: String,
+        /// The zone asked for.
+        zone: String,
+        /// The zones the metric has series in.
+        available: Vec<String>,
+        /// Base URL of the metric store.
+        url: String,
+    },
     /// Invalid configuration; `field` is the path of the offending field.
     #[error("invalid configuration `{field}`: {message}")]
     Config {

@@ -158,6 +158,31 @@ impl PrometheusSource {
     }
 }
 
+impl PrometheusSource {
+    /// The `zone` label values `metric` (a v0.10 metric) has series with in the lookback
+    /// window before `at`, sorted.
+    pub(crate) async fn zones_of(
+        &self,
+        metric: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<String>, TelemetryError> {
+        let query = format!(
+            "count by (zone) (last_over_time({metric}[{}s]))",
+            self.config.lookback_s
+        );
+        let mut zones: Vec<String> = self
+            .client
+            .query_instant(&query, at)
+            .await?
+            .iter()
+            .filter_map(|v| v.metric().get("zone").cloned())
+            .collect();
+        zones.sort();
+        zones.dedup();
+        Ok(zones)
+    }
+}
+
 #[async_trait]
 impl TelemetrySource for PrometheusSource {
     async fn snapshot(&self, now: DateTime<Utc>) -> Result<FleetSnapshot, TelemetryError> {
@@ -174,6 +199,17 @@ impl TelemetrySource for PrometheusSource {
             .collect::<Result<Vec<_>, _>>()?;
         for (spec, series) in specs.iter().zip(&results) {
             if spec.role.required() && series.is_empty() {
+                if schema == KeplerSchema::V010 {
+                    let zones = self.zones_of(&spec.metric, now).await?;
+                    if !zones.is_empty() {
+                        return Err(TelemetryError::ZoneMissing {
+                            metric: spec.metric.clone(),
+                            zone: self.config.zone.v010_label().to_string(),
+                            available: zones,
+                            url: self.client.url().to_string(),
+                        });
+                    }
+                }
                 return Err(TelemetryError::MissingMetric {
                     metric: spec.metric.clone(),
                     schema: schema.to_string(),

@@ -13,6 +13,7 @@ pub mod placement;
 pub mod preflight;
 pub mod report;
 pub mod server;
+pub mod shutdown;
 pub mod simulate;
 
 /// The process allocator of every binary linking this crate (`ecoplace`, its benches and

@@ -1,5 +1,6 @@
 //! `ecoplace`: energy- and carbon-aware placement for Kubernetes and OCM.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -45,19 +46,36 @@ enum Command {
     Rebalance(rebalance::RebalanceArgs),
 }
 
+/// Runs the command; an error prints its chain of causes on one line, `error: …`, without
+/// a backtrace (even with `RUST_BACKTRACE` set), and exits 1. Usage errors exit 2 (clap).
 #[tokio::main]
-async fn main() -> Result<ExitCode> {
+async fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("ECOPLACE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colours only on a terminal, and not with NO_COLOR set: a pod's log (a pipe or a
+    // file) gets plain text.
+    let colours = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colours);
     match cli.log_format {
         LogFormat::Json => logs.json().init(),
         LogFormat::Text => logs.init(),
     }
-    match cli.command {
+    match run(cli.command).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<ExitCode> {
+    match command {
         Command::Telemetry(args) => telemetry::run(*args).await?,
         Command::Serve(args) => serve::run(args).await?,
         Command::Report(args) => report::run(*args).await?,

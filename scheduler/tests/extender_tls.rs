@@ -390,7 +390,7 @@ async fn ecoplace_serve_requires_client_certificates_when_configured() {
         .local_addr()
         .unwrap()
         .port();
-    let _serve = ecoplace_serve(&pki, &pki.tls(true), port, Some(probes), Stdio::inherit());
+    let mut serve = ecoplace_serve(&pki, &pki.tls(true), port, Some(probes), Stdio::inherit());
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let client = pki.client(Some(&pki.client));
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -432,6 +432,34 @@ async fn ecoplace_serve_requires_client_certificates_when_configured() {
         .await
         .unwrap();
     assert_eq!(verb.status(), 404);
+
+    // SIGTERM: both listeners stop and the process exits 0 (tests/shutdown.rs has the
+    // call in flight, on the plain listener).
+    let signalled = Instant::now();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &serve.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = loop {
+        if let Some(status) = serve.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(15),
+            "no exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status}");
+    for p in [port, probes] {
+        assert!(
+            tokio::net::TcpStream::connect(("127.0.0.1", p))
+                .await
+                .is_err(),
+            "port {p} still open"
+        );
+    }
 }
 
 #[test]

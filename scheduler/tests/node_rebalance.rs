@@ -1,7 +1,8 @@
 //! Node-level rebalance against an in-process fake apiserver: the plan reads Nodes and
 //! Pods over the API (paged lists, the phase field selector), a dry run evicts nothing,
 //! and `execute` posts upstream-shaped policy/v1 Evictions (UID precondition) paced and
-//! capped, stops a workload at a disruption budget's 429 and the run at a 403.
+//! capped, stops a workload at a disruption budget's 429 and the run at a 403 or a
+//! shutdown signal.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +18,7 @@ use scheduler::config::Config;
 use scheduler::node_rebalance::evict::{self, Outcome, Pace};
 use scheduler::node_rebalance::{NodeRebalance, plan_live};
 use scheduler::server::service;
+use scheduler::shutdown::Shutdown;
 use serde_json::{Value, json};
 
 fn seed(f: &Fake) {
@@ -76,6 +78,11 @@ async fn plan(client: &kube::Client) -> NodeRebalance {
     )
     .await
     .unwrap()
+}
+
+/// A shutdown nobody can request (its trigger is dropped).
+fn never() -> Shutdown {
+    Shutdown::manual(Duration::from_secs(1)).1
 }
 
 fn outcomes(out: &NodeRebalance) -> Vec<(String, Outcome)> {
@@ -141,7 +148,7 @@ async fn execute_posts_evictions_paced_and_stops_at_a_budget() {
         max_evictions: 10,
         interval: Duration::from_millis(300),
     };
-    evict::execute(&client, &mut out.evictions, pace).await;
+    evict::execute(&client, &mut out.evictions, pace, &never()).await;
     assert_eq!(
         outcomes(&out),
         [
@@ -194,7 +201,7 @@ async fn the_cap_and_a_forbidden_reply_stop_the_run() {
         max_evictions: 1,
         interval: Duration::ZERO,
     };
-    evict::execute(&client, &mut out.evictions, pace).await;
+    evict::execute(&client, &mut out.evictions, pace, &never()).await;
     assert_eq!(fake.data().evictions.len(), 1);
     let evicted = out
         .evictions
@@ -221,7 +228,7 @@ async fn the_cap_and_a_forbidden_reply_stop_the_run() {
         max_evictions: 10,
         interval: Duration::ZERO,
     };
-    evict::execute(&client, &mut out.evictions, pace).await;
+    evict::execute(&client, &mut out.evictions, pace, &never()).await;
     assert_eq!(
         fake.data().evictions.len(),
         1,
@@ -235,6 +242,48 @@ async fn the_cap_and_a_forbidden_reply_stop_the_run() {
                 .as_deref()
                 .unwrap()
                 .contains("manifests/components/rebalance")
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_shutdown_stops_the_run_between_two_evictions() {
+    let (fake, _gate, config) = start_with_config(true).await;
+    let client = evict::client(config).unwrap();
+    seed(&fake);
+    let mut out = plan(&client).await;
+    let pace = Pace {
+        max_evictions: 10,
+        interval: Duration::from_secs(30),
+    };
+    let (trigger, shutdown) = Shutdown::manual(Duration::from_secs(1));
+    let evictions = std::mem::take(&mut out.evictions);
+    let run = tokio::spawn(async move {
+        let mut evictions = evictions;
+        evict::execute(&client, &mut evictions, pace, &shutdown).await;
+        evictions
+    });
+    // The first eviction is made at once, then the run waits 30 s for the next.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fake.data().evictions.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no first eviction");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let signalled = std::time::Instant::now();
+    trigger.request("SIGTERM");
+    let evictions = tokio::time::timeout(Duration::from_secs(5), run)
+        .await
+        .expect("the run stops at the signal, not after the 30 s pause")
+        .unwrap();
+    eprintln!("stopped {:?} after the signal", signalled.elapsed());
+    assert_eq!(fake.data().evictions.len(), 1, "nothing is tried after it");
+    assert_eq!(evictions[0].outcome, Outcome::Evicted);
+    assert!(evictions.len() > 1);
+    for e in &evictions[1..] {
+        assert_eq!(e.outcome, Outcome::NotAttempted, "{e:?}");
+        assert_eq!(
+            e.message.as_deref(),
+            Some("the run was stopped (SIGTERM) before this eviction")
         );
     }
 }

@@ -1,7 +1,8 @@
 //! The OCM score publisher against an in-process fake hub apiserver: exact paths, verbs
 //! and bodies, create-if-absent, 409 retries, stale and missing telemetry never refreshed,
 //! unavailable clusters untouched, Lease hand-over between two publishers, and a running
-//! publisher through a telemetry outage (no refresh from stale data, then recovery).
+//! publisher through a telemetry outage (no refresh from stale data, then recovery), and
+//! the age of `ocm-scores`' snapshot on its `/metrics`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -598,4 +599,59 @@ fn ocm_metrics() -> OcmMetrics {
     let registry = prometheus::Registry::new();
     let carbon = scheduler::server::metrics::CarbonGauges::register(&registry).unwrap();
     OcmMetrics::register(&registry, &carbon).unwrap()
+}
+
+async fn metrics_text(app: axum::Router) -> String {
+    use tower::ServiceExt as _;
+    let res = app
+        .oneshot(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+#[tokio::test]
+async fn ocm_scores_metrics_export_the_age_of_its_snapshot() {
+    use scheduler::commands::ocm_scores;
+    use scheduler::server::metrics::Metrics;
+    let now = Utc::now();
+    let refresher = Arc::new(Refresher::spawn(
+        Arc::new(Fixed(snapshot(now - chrono::Duration::seconds(100)))),
+        Duration::from_secs(3600),
+    ));
+    refresher.first_attempt().await;
+    let clock = Arc::new(std::sync::Mutex::new(now));
+    let read = Arc::clone(&clock);
+    let app = ocm_scores::router(
+        refresher,
+        Metrics::new().unwrap(),
+        Arc::new(move || *read.lock().unwrap()),
+    );
+    let age = |text: String| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("ecoplace_telemetry_age_seconds "))
+            .unwrap_or_else(|| panic!("no age in {text}"))
+            .to_string()
+    };
+    assert_eq!(age(metrics_text(app.clone()).await), "100");
+    // Set at each scrape: 30 s later the same snapshot is 130 s old.
+    *clock.lock().unwrap() = now + chrono::Duration::seconds(30);
+    assert_eq!(age(metrics_text(app).await), "130");
+
+    // No snapshot at all: −1, as the extender says it.
+    let refresher = Arc::new(Refresher::spawn(
+        Arc::new(Switch(Arc::new(AtomicBool::new(true)))),
+        Duration::from_secs(3600),
+    ));
+    refresher.first_attempt().await;
+    let app = ocm_scores::router(refresher, Metrics::new().unwrap(), Arc::new(move || now));
+    assert_eq!(age(metrics_text(app).await), "-1");
 }

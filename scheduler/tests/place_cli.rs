@@ -45,6 +45,23 @@ fn place_answers_the_example_as_json() {
     assert_eq!(v["placements"].as_array().unwrap().len(), 5);
     assert!(v["solver"]["status"].as_str().is_some());
     assert!(v["savings"]["carbonG"].as_f64().unwrap() > 0.0, "{v:#}");
+    // This plan emits less but uses more energy than the reference. The explanation
+    // gives plan − reference, signed (negative = less), never "saves -…": the JSON
+    // `savings` (reference − plan, positive = better) says the same with its own sign.
+    let energy = v["savings"]["energyWh"].as_f64().unwrap();
+    assert!(energy < 0.0, "{v:#}");
+    let line = v["explanation"][2].as_str().unwrap();
+    assert!(line.contains("negative = less"), "{line}");
+    assert!(
+        line.contains(&format!("energy +{:.1} Wh", -energy)),
+        "{line}"
+    );
+    let percent = v["savings"]["carbonPercent"].as_f64().unwrap();
+    assert!(line.contains(&format!("(−{percent:.1} %)")), "{line}");
+    assert!(line.contains("carbon −"), "{line}");
+    for bad in ["saves -", "saves −", "−-", "+-"] {
+        assert!(!line.contains(bad), "`{bad}` in {line}");
+    }
 }
 
 #[test]

@@ -24,13 +24,13 @@ fn app() -> Router {
     placement::router(Arc::new(Placer::new(PlacementConfig::default())), 1 << 20)
 }
 
+/// POSTs `body` with `content_type` (none when empty); the status and the JSON answer.
 async fn post(app: &Router, uri: &str, content_type: &str, body: String) -> (StatusCode, Value) {
-    let req = Request::builder()
-        .method("POST")
-        .uri(uri)
-        .header("content-type", content_type)
-        .body(Body::from(body))
-        .expect("request");
+    let mut req = Request::builder().method("POST").uri(uri);
+    if !content_type.is_empty() {
+        req = req.header("content-type", content_type);
+    }
+    let req = req.body(Body::from(body)).expect("request");
     let resp = app.clone().oneshot(req).await.expect("response");
     let status = resp.status();
     let bytes = to_bytes(resp.into_body(), usize::MAX).await.expect("body");
@@ -271,6 +271,45 @@ async fn example_files_answer_as_yaml_bodies() {
         assert!(m["gain"]["carbonGPerHour"].as_f64().is_some());
     }
     assert_eq!(v["violations"], json!([]));
+}
+
+#[tokio::test]
+async fn a_yaml_body_without_a_yaml_content_type_is_detected_or_told_what_to_send() {
+    let app = app();
+    // No content type, or curl's `-d` default: the body is YAML, so it is read as YAML.
+    for ct in ["", "application/x-www-form-urlencoded", "text/plain"] {
+        let (status, v) = post(&app, "/v1/placements", ct, EXAMPLE.into()).await;
+        assert_eq!(status, StatusCode::OK, "`{ct}`: {v:#}");
+        assert_eq!(v["placements"].as_array().unwrap().len(), 5, "`{ct}`");
+        let (status, _) = post(&app, "/v1/rebalance", ct, REBALANCE.into()).await;
+        assert_eq!(status, StatusCode::OK, "`{ct}`");
+    }
+    // A JSON body without a content type is still JSON.
+    let (status, v) = post(&app, "/v1/placements", "", small().to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{v:#}");
+    // Declared JSON but YAML: the answer says what to send.
+    for uri in ["/v1/placements", "/v1/rebalance"] {
+        let (status, v) = post(&app, uri, "application/json", EXAMPLE.into()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{v:#}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains("the body is not JSON"), "{message}");
+        assert!(
+            message.contains("Content-Type: application/yaml"),
+            "{message}"
+        );
+    }
+    // Broken JSON gets no such hint: it is JSON, with a syntax error.
+    let (_, v) = post(
+        &app,
+        "/v1/placements",
+        "application/json",
+        "{\"clusters\": [".into(),
+    )
+    .await;
+    assert!(
+        !v["error"]["message"].as_str().unwrap().contains("not JSON"),
+        "{v:#}"
+    );
 }
 
 #[tokio::test]

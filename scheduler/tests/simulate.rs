@@ -217,7 +217,39 @@ fn cli_runs_a_short_simulation_and_writes_the_reports() {
         csv.starts_with("policy,energy_kwh,carbon_kg,slo_violations"),
         "{csv}"
     );
-    assert!(dir.path().join("report.md").exists());
+    // One sign convention: `vs default` is the change against `default`, negative = less,
+    // the same in the table, report.md and results.json (`*_change_pct`).
+    let p = &v["policies"];
+    for (figure, key) in [
+        ("energy_kwh", "energy_change_pct"),
+        ("carbon_kg", "carbon_change_pct"),
+    ] {
+        let (base, got) = (
+            p["default"][figure].as_f64().unwrap(),
+            p["balanced"][figure].as_f64().unwrap(),
+        );
+        let change = p["balanced"][key].as_f64().unwrap();
+        assert!(
+            (change - 100.0 * (got - base) / base).abs() < 0.01,
+            "{key} {change}"
+        );
+        assert!(
+            change < 0.0,
+            "balanced uses less than default: {key} {change}"
+        );
+        let shown = format!("−{:.1} %", -change);
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.starts_with("balanced") && l.contains(&shown)),
+            "`{shown}` in:\n{stdout}"
+        );
+        let md = std::fs::read_to_string(dir.path().join("report.md")).expect("report.md");
+        assert!(md.contains(&format!("| {shown} |")), "`{shown}` in:\n{md}");
+        assert!(md.contains("negative = less"), "{md}");
+    }
+    assert!(stdout.contains("negative = less"), "legend in:\n{stdout}");
+    assert!(!stdout.contains("+-") && !stdout.contains("−-"), "{stdout}");
 
     // The written trace replays to the same figures.
     let again = tempfile::tempdir().expect("tempdir");

@@ -27,6 +27,15 @@ pub async fn serve_fleet(
     fleet: Arc<SimulatedFleet>,
     schema: KeplerSchema,
 ) -> Result<FleetExporters> {
+    serve_fleet_zones(fleet, schema, &SimZone::ALL).await
+}
+
+/// [`serve_fleet`] with the power zones `zones` only (a machine without RAPL psys, say).
+pub async fn serve_fleet_zones(
+    fleet: Arc<SimulatedFleet>,
+    schema: KeplerSchema,
+    zones: &'static [SimZone],
+) -> Result<FleetExporters> {
     let counters = Arc::new(Mutex::new(EnergyCounters::new(&fleet, Utc::now())));
     let mut jobs = Vec::new();
     let mut guards = Vec::new();
@@ -37,7 +46,7 @@ pub async fn serve_fleet(
                 return String::new();
             };
             c.advance_to(&fleet_c, Utc::now());
-            render_text(&fleet_c.kepler_families(schema, Some(ci), None, &SimZone::ALL, &c))
+            render_text(&fleet_c.kepler_families(schema, Some(ci), None, zones, &c))
         })
         .await?;
         let mut job = ScrapeJob::new(format!("kepler-{}", cluster.name), [addr.to_string()])

@@ -216,3 +216,88 @@ async fn report_totals_equal_the_integrals_of_backfilled_history() {
         early["gaps"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_without_data_is_an_error_naming_the_range() {
+    let fleet = SimulatedFleet::embedded(7);
+    let from = Utc.with_ymd_and_hms(2020, 3, 2, 0, 0, 0).unwrap();
+    let to = from + Duration::hours(6);
+    let prom = PrometheusServer::builder()
+        .backfill_openmetrics(history_openmetrics(
+            &fleet,
+            KeplerSchema::V010,
+            "cluster",
+            &[SimZone::Package],
+            from,
+            to,
+            60,
+        ))
+        .start()
+        .await
+        .unwrap();
+    // A month after the history ends.
+    let (f, t) = (from + Duration::days(30), from + Duration::days(31));
+    let url = prom.url();
+    let (fs, ts) = (f.to_rfc3339(), t.to_rfc3339());
+    let argv = [
+        "report",
+        "--prometheus",
+        &url,
+        "--from",
+        &fs,
+        "--to",
+        &ts,
+        "--schema",
+        "v0.10",
+        "--format",
+        "json",
+    ];
+    let err = report::run(Cli::parse_from(argv).args).await.unwrap_err();
+    let msg = format!("{err:#}");
+    eprintln!("{msg}");
+    assert_eq!(
+        msg,
+        format!(
+            "Kepler metric `kepler_node_cpu_joules_total` (schema v0.10) has no samples from {fs} to {ts} at {url}: is the period inside the store's history (retention)?"
+        )
+    );
+    // Without --schema the schema is detected at --to, where there is no data either.
+    let argv = [
+        "report",
+        "--prometheus",
+        &url,
+        "--from",
+        &fs,
+        "--to",
+        &ts,
+        "--format",
+        "json",
+    ];
+    let err = report::run(Cli::parse_from(argv).args).await.unwrap_err();
+    let msg = format!("{err:#}");
+    eprintln!("{msg}");
+    assert!(
+        msg.starts_with(&format!(
+            "reading node energy from {fs} to {ts}: no Kepler metrics found at {url}"
+        )),
+        "{msg}"
+    );
+    // The range with data still reports.
+    let (fs, ts) = (from.to_rfc3339(), to.to_rfc3339());
+    let argv = [
+        "report",
+        "--prometheus",
+        &url,
+        "--from",
+        &fs,
+        "--to",
+        &ts,
+        "--schema",
+        "v0.10",
+        "--format",
+        "json",
+        "-o",
+        "/dev/null",
+    ];
+    report::run(Cli::parse_from(argv).args).await.unwrap();
+}

@@ -16,7 +16,7 @@ use kepler_client::{
     KeplerSchema, PrometheusConfig, PrometheusSource, SimulatedFleet, TelemetryError,
     TelemetrySource,
 };
-use tests::kepler::{expected_per_cluster, serve_fleet};
+use tests::kepler::{expected_per_cluster, serve_fleet, serve_fleet_zones};
 use tests::prometheus::PrometheusServer;
 
 fn config(url: String) -> PrometheusConfig {
@@ -360,4 +360,71 @@ async fn a_hung_store_times_out_within_the_configured_bound() {
     );
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
     hold.abort();
+}
+
+#[derive(clap::Parser)]
+struct TelemetryCli {
+    #[command(flatten)]
+    args: scheduler::commands::telemetry::TelemetryArgs,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_without_series_is_an_error_listing_the_zones_there_are() {
+    use clap::Parser as _;
+    // A fleet whose Kepler exports package and DRAM power only (no psys).
+    let fleet = Arc::new(SimulatedFleet::embedded(42));
+    let exporters = serve_fleet_zones(
+        fleet,
+        KeplerSchema::V010,
+        &[SimZone::Package, SimZone::Dram],
+    )
+    .await
+    .unwrap();
+    let prom = PrometheusServer::builder()
+        .scrape_interval(Duration::from_secs(1))
+        .jobs(exporters.jobs.clone())
+        .start()
+        .await
+        .unwrap();
+    prom.wait_for_series(
+        "count_over_time(kepler_node_cpu_watts[1m]) >= 4",
+        1,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let url = prom.url();
+    let source = PrometheusSource::new(PrometheusConfig {
+        zone: kepler_client::schema::PowerZone("psys".into()),
+        ..config(url.clone())
+    })
+    .unwrap();
+    let err = source.snapshot(Utc::now()).await.unwrap_err();
+    assert!(
+        matches!(&err, TelemetryError::ZoneMissing { zone, available, .. }
+            if zone == "psys" && *available == ["dram", "package"]),
+        "{err}"
+    );
+    // `ecoplace telemetry --zone psys`: the whole message, as the CLI prints it.
+    let cli = TelemetryCli::parse_from(["telemetry", "--prometheus", &url, "--zone", "psys"]);
+    let err = scheduler::commands::telemetry::collect(&cli.args)
+        .await
+        .unwrap_err();
+    let msg = format!("{err:#}");
+    eprintln!("{msg}");
+    for part in [
+        "`kepler_node_cpu_watts` has no series in zone `psys`",
+        "its zones there: dram, package",
+        "--zone",
+        &url,
+    ] {
+        assert!(msg.contains(part), "`{part}` in: {msg}");
+    }
+    // The zone it has works.
+    let cli = TelemetryCli::parse_from(["telemetry", "--prometheus", &url, "--zone", "dram"]);
+    let view = scheduler::commands::telemetry::collect(&cli.args)
+        .await
+        .unwrap();
+    assert_eq!(view.snapshot.zone, "dram");
+    drop(exporters);
 }

@@ -441,9 +441,30 @@ fn carbon(g: f64) -> String {
     }
 }
 
+/// A change with its sign: `+12.3`, `−4.5` (U+2212 minus), `0.0` when it rounds to 0.
+pub fn signed(v: f64, decimals: usize) -> String {
+    let magnitude = format!("{:.*}", decimals, v.abs());
+    if magnitude.bytes().all(|b| b == b'0' || b == b'.') {
+        magnitude
+    } else if v < 0.0 {
+        format!("−{magnitude}")
+    } else {
+        format!("+{magnitude}")
+    }
+}
+
+/// `magnitude` of a change with the sign of `v` (`+353.9 Wh`, `−1.53 kg CO2e`).
+fn signed_units(v: f64, magnitude: fn(f64) -> String) -> String {
+    let sign = signed(v, 6);
+    match sign.chars().next() {
+        Some(c @ ('+' | '−')) => format!("{c}{}", magnitude(v.abs())),
+        _ => magnitude(0.0),
+    }
+}
+
 impl Plan {
-    /// Human-readable lines: how the plan was found, its totals, and every saving against
-    /// the least-allocated reference plan.
+    /// Human-readable lines: how the plan was found, its totals, and its change against
+    /// the least-allocated reference plan (plan − reference, signed: negative = less).
     pub fn explain(&self) -> Vec<String> {
         let s = &self.stats;
         let status = match &self.status {
@@ -480,20 +501,21 @@ impl Plan {
                 t.contributions.migration
             ),
         ];
+        // Savings are reference − plan; a change is plan − reference.
         match (&self.reference, &self.savings) {
             (Some(r), Some(sv)) => lines.push(format!(
-                "vs least-allocated spreading ({} targets, {} woken; objective {:.4}): saves {} ({:.1} %), {} ({:.1} %), latency {:.0} ms ({:.1} %), {} moves; objective −{:.4}",
+                "vs least-allocated spreading ({} targets, {} woken; objective {:.4}), plan − reference, negative = less: energy {} ({} %), carbon {} ({} %), latency {} ms ({} %), replicas moved {}; objective {}",
                 r.targets_used,
                 r.targets_woken,
                 r.objective,
-                energy(sv.units.energy_wh),
-                sv.percent.energy_wh,
-                carbon(sv.units.carbon_g),
-                sv.percent.carbon_g,
-                sv.units.latency_ms,
-                sv.percent.latency_ms,
-                sv.units.migration,
-                sv.objective
+                signed_units(-sv.units.energy_wh, energy),
+                signed(-sv.percent.energy_wh, 1),
+                signed_units(-sv.units.carbon_g, carbon),
+                signed(-sv.percent.carbon_g, 1),
+                signed(-sv.units.latency_ms, 0),
+                signed(-sv.percent.latency_ms, 1),
+                signed(-sv.units.migration, 0),
+                signed(-sv.objective, 4)
             )),
             _ => lines.push(format!(
                 "no reference plan: {}",

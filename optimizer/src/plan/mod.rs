@@ -28,7 +28,7 @@ use crate::model::{Target, Workload};
 use crate::power::{PowerError, PowerModel};
 use crate::weights::Weights;
 
-pub use explain::{InfeasibleReport, TargetReasons};
+pub use explain::{InfeasibleReport, TargetReasons, signed};
 pub use pareto::{Objective, ParetoOptions, ParetoPoint, pareto_front};
 
 use backend::{Failure, Outcome};

@@ -228,7 +228,54 @@ fn every_saving_is_explained_against_the_least_allocated_reference() {
     assert!((s.objective - (r.objective - p.totals.objective)).abs() < 1e-12);
     assert!(p.assignments.values().all(|m| m.contains_key("green")));
     let lines = p.explain();
-    assert!(lines[2].contains("vs least-allocated spreading") && lines[2].contains("saves"));
+    // Changes are signed, negative = less: this plan emits less than the reference.
+    assert!(
+        lines[2].contains("vs least-allocated spreading"),
+        "{}",
+        lines[2]
+    );
+    assert!(lines[2].contains("negative = less"), "{}", lines[2]);
+    let carbon = format!("({} %)", super::explain::signed(-s.percent.carbon_g, 1));
+    assert!(carbon.starts_with("(−"), "{carbon}");
+    assert!(lines[2].contains("carbon −"), "{}", lines[2]);
+    assert!(lines[2].contains(&carbon), "{}", lines[2]);
+    assert!(!lines[2].contains("saves"), "{}", lines[2]);
+}
+
+#[test]
+fn a_change_is_signed_negative_for_less_and_never_a_negative_saving() {
+    use super::explain::signed;
+    assert_eq!(signed(-47.91, 1), "−47.9");
+    assert_eq!(signed(5.28, 1), "+5.3");
+    assert_eq!(signed(-0.04, 1), "0.0");
+    assert_eq!(signed(0.0, 0), "0");
+    // A plan that uses more energy than the reference but emits less carbon (the example
+    // of docs/placement-api.md): energy +…, carbon −…; no "saves -…" / "−-…" anywhere.
+    let mut ts = vec![
+        target("green", 32.0, 30.0, 10.0),
+        target("grey", 32.0, 400.0, 10.0),
+        target("coal", 32.0, 800.0, 10.0),
+    ];
+    ts[2].powered_on = false;
+    let ws: Vec<Workload> = (0..10)
+        .map(|i| workload(&format!("w{i}"), 2.0, 1))
+        .collect();
+    let mut p = run(&ws, &ts).unwrap();
+    let s = p.savings.as_mut().unwrap();
+    s.units.energy_wh = -353.87;
+    s.percent.energy_wh = -5.28;
+    s.units.carbon_g = 1529.65;
+    s.percent.carbon_g = 71.22;
+    s.units.migration = 2.0;
+    s.objective = 9.6379;
+    let line = p.explain().remove(2);
+    assert!(line.contains("energy +353.9 Wh (+5.3 %)"), "{line}");
+    assert!(line.contains("carbon −1.53 kg CO2e (−71.2 %)"), "{line}");
+    assert!(line.contains("replicas moved −2"), "{line}");
+    assert!(line.contains("objective −9.6379"), "{line}");
+    for bad in ["saves -", "saves −", "−-", "+-", "--"] {
+        assert!(!line.contains(bad), "`{bad}` in {line}");
+    }
 }
 
 #[test]

@@ -16,6 +16,7 @@ use crate::node_rebalance::plan_live;
 use crate::placement::{PlacementRequest, Placer};
 use crate::preflight;
 use crate::server::service;
+use crate::shutdown::Shutdown;
 
 /// Why `--execute` is refused at cluster level.
 pub const EXECUTE_REFUSED: &str = "ecoplace rebalance: --execute is not available between clusters: cluster-level moves are advisory (OCM Placements follow the published scores), so move a workload by changing its Placement. Run with --dry-run (the default) to list the moves, or use --nodes --execute to move pods between the nodes of one cluster through the Eviction API.";
@@ -95,7 +96,10 @@ pub async fn run(args: RebalanceArgs) -> Result<ExitCode> {
 }
 
 /// Node level: plan from the apiserver and Prometheus, then evict when asked. Status 1
-/// when no plan could be made or an eviction failed.
+/// when no plan could be made or an eviction failed. With `--execute`, SIGTERM or SIGINT
+/// stops the run between two evictions: what was done is printed, the rest is
+/// `not-attempted`, and the status is as for a run that ended there (0 unless an
+/// eviction failed).
 async fn nodes(args: RebalanceArgs) -> Result<ExitCode> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let path = args.config.as_deref().context("--nodes needs --config")?;
@@ -136,7 +140,18 @@ async fn nodes(args: RebalanceArgs) -> Result<ExitCode> {
         };
         let evicting =
             evict::client(kube_config).context("connecting to the Kubernetes apiserver")?;
-        evict::execute(&evicting, &mut out.evictions, pace).await;
+        // From here on a signal stops the run between evictions (before, it ends the
+        // process: nothing was done yet).
+        let shutdown = Shutdown::on_signals().context("installing the SIGTERM/SIGINT handlers")?;
+        evict::execute(&evicting, &mut out.evictions, pace, &shutdown).await;
+        if let Some(why) = shutdown.reason() {
+            let count = |o: Outcome| out.evictions.iter().filter(|e| e.outcome == o).count();
+            eprintln!(
+                "ecoplace rebalance: stopped by {why}: {} evicted, {} not attempted",
+                count(Outcome::Evicted),
+                count(Outcome::NotAttempted)
+            );
+        }
     }
     let failed = out.evictions.iter().any(|e| e.outcome == Outcome::Failed);
     super::print_out(&(serde_json::to_string_pretty(&out)? + "\n"))?;

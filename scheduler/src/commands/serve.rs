@@ -11,6 +11,7 @@ use axum::serve::ListenerExt;
 use crate::config::Config;
 use crate::preflight;
 use crate::server::service::{self, Service};
+use crate::shutdown::{RELEASE_TIMEOUT, Shutdown};
 
 /// Arguments of `ecoplace serve`.
 #[derive(Debug, Clone, clap::Args)]
@@ -26,8 +27,9 @@ pub struct ServeArgs {
     pub demo: bool,
 }
 
-/// Runs the server until interrupted.
+/// Runs the server until SIGTERM or SIGINT, then shuts down gracefully (crate::shutdown).
 pub async fn run(args: ServeArgs) -> Result<()> {
+    let shutdown = Shutdown::on_signals().context("installing the SIGTERM/SIGINT handlers")?;
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let mut config = match &args.config {
         Some(path) => Config::load(path)?,
@@ -66,8 +68,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let ocm_parts = (parts.config.ocm.enabled && !args.demo)
         .then(|| (parts.carbon.clone(), parts.clock.clone()));
     let svc = Service::start(parts, Duration::from_secs(1)).await?;
-    // Kept alive while serving: dropping it ends the election and releases the Lease.
-    let _ocm = match ocm_parts {
+    let ocm = match ocm_parts {
         Some((carbon, clock)) => Some(
             crate::ocm::spawn(crate::ocm::Inputs {
                 client: kube::Client::try_default()
@@ -87,6 +88,15 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         ),
         None => None,
     };
+    // On the signal the publisher stops and releases its Lease while the listeners drain.
+    let ocm_stopped = ocm.map(|publishing| {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.requested().await;
+            publishing.stop(shutdown.grace(), RELEASE_TIMEOUT).await;
+        })
+    });
+    let mut probes_stopped = None;
     let config = Arc::clone(&svc.config);
     if let Some(probes) = &config.extender.probes_listen {
         let addr: SocketAddr = probes
@@ -97,11 +107,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             .with_context(|| format!("extender.probesListen: binding {addr}"))?;
         let probes_app = crate::server::probes_router(Arc::clone(&svc.extender));
         eprintln!("ecoplace probes and metrics on http://{addr}");
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, probes_app).await {
+        let shutdown = shutdown.clone();
+        probes_stopped = Some(tokio::spawn(async move {
+            let server =
+                axum::serve(listener, probes_app).with_graceful_shutdown(shutdown.signal());
+            if let Err(e) = shutdown.drain("probes", server).await {
                 tracing::error!("probes listener: {e}");
             }
-        });
+        }));
     }
     let app = svc.router();
     let addr: SocketAddr = config
@@ -119,9 +132,10 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
             let handle = axum_server::Handle::new();
             let on_signal = handle.clone();
+            let signalled = shutdown.clone();
             tokio::spawn(async move {
-                let _ = tokio::signal::ctrl_c().await;
-                on_signal.graceful_shutdown(Some(Duration::from_secs(10)));
+                signalled.requested().await;
+                on_signal.graceful_shutdown(Some(signalled.grace()));
             });
             let mtls = if tls.client_ca_file.is_some() {
                 " (client certificates required)"
@@ -132,7 +146,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 "ecoplace extender on https://{addr}{}{mtls}",
                 config.extender.prefix
             );
-            crate::server::tls::serve(listener, app, rustls, handle).await?;
+            let server = crate::server::tls::serve(listener, app, rustls, handle);
+            shutdown.drain("extender", server).await?;
         }
         None => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -145,12 +160,13 @@ pub async fn run(args: ServeArgs) -> Result<()> {
                 "ecoplace extender on http://{addr}{}",
                 config.extender.prefix
             );
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = tokio::signal::ctrl_c().await;
-                })
-                .await?;
+            let server = axum::serve(listener, app).with_graceful_shutdown(shutdown.signal());
+            shutdown.drain("extender", server).await?;
         }
     }
+    for task in probes_stopped.into_iter().chain(ocm_stopped) {
+        let _ = task.await;
+    }
+    tracing::info!(signal = shutdown.reason(), "ecoplace serve stopped");
     Ok(())
 }

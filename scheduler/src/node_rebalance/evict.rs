@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::pods::PodRef;
+use crate::shutdown::Shutdown;
 
 /// Page size of the lists (the apiserver's continue tokens fetch the rest).
 const PAGE: u32 = 500;
@@ -72,14 +73,21 @@ pub fn client(mut config: kube::Config) -> Result<Client, kube::Error> {
 
 /// Requests the evictions in order, at most `pace.max_evictions` accepted, `pace.interval`
 /// apart. A 429 stops the rest of that workload's evictions; a 403 stops the run (the
-/// rebalance RBAC, manifests/components/rebalance, is missing). `client` should come from
-/// [`client`].
-pub async fn execute(client: &Client, evictions: &mut [Eviction], pace: Pace) {
+/// rebalance RBAC, manifests/components/rebalance, is missing); so does `shutdown`
+/// (SIGTERM, SIGINT) between two evictions: the one in flight finishes, the rest are
+/// `not-attempted`. `client` should come from [`client`].
+pub async fn execute(client: &Client, evictions: &mut [Eviction], pace: Pace, shutdown: &Shutdown) {
     let mut accepted = 0;
     let mut refused: BTreeSet<String> = BTreeSet::new();
     let mut stop: Option<String> = None;
     let mut first = true;
+    let stopped = |why: &str| format!("the run was stopped ({why}) before this eviction");
     for e in evictions.iter_mut() {
+        if stop.is_none()
+            && let Some(why) = shutdown.reason()
+        {
+            stop = Some(stopped(why));
+        }
         let skip = if let Some(why) = &stop {
             Some(why.clone())
         } else if accepted >= pace.max_evictions {
@@ -98,7 +106,16 @@ pub async fn execute(client: &Client, evictions: &mut [Eviction], pace: Pace) {
             continue;
         }
         if !first {
-            tokio::time::sleep(pace.interval).await;
+            tokio::select! {
+                () = tokio::time::sleep(pace.interval) => {}
+                why = shutdown.requested() => {
+                    let why = stopped(why);
+                    e.outcome = Outcome::NotAttempted;
+                    e.message = Some(why.clone());
+                    stop = Some(why);
+                    continue;
+                }
+            }
         }
         first = false;
         match evict(client, &e.pod).await {

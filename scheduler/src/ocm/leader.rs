@@ -1,23 +1,36 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease with the `kube-lease-manager` crate:
 //! every replica runs a manager with its own identity; the one holding the Lease publishes.
 //!
-//! Semantics (the crate's): the holder renews `renewBeforeSeconds` before the Lease's
-//! `durationSeconds` run out; another replica takes an expired Lease over. A replica that
-//! stops (dropping [`Leadership`]) releases the Lease so a peer takes over at once; one that
-//! dies stops renewing and a peer takes over after at most `durationSeconds`.
+//! Semantics: the holder renews `renewBeforeSeconds` before the Lease's `durationSeconds`
+//! run out; another replica takes an expired Lease over. A replica that stops calls
+//! [`Leadership::release`], which clears the holder (the crate's strategic-merge PATCH
+//! nulling `holderIdentity`, `acquireTime`, `renewTime` and `leaseDurationSeconds`) before
+//! it returns. A replica that dies stops renewing and a peer takes over after at most
+//! `durationSeconds`. Nothing is released on drop: a process that exits without awaiting
+//! the release leaves a held Lease, like one that dies.
+//!
+//! The crate's waiting replicas read the Lease again only when the expiry they last saw
+//! passes, so a released Lease would wait up to `durationSeconds` for a taker. The loop
+//! here (`elect`) also re-reads it every [`RECHECK`] while not leading, so a peer takes
+//! a released Lease over within about a second.
+
+use std::time::Duration;
 
 use kube::Client;
-use kube_lease_manager::{LeaseManagerBuilder, LeaseManagerError};
+use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::LeaseConfig;
 
+/// How often a replica that does not lead re-reads the Lease (to take a released one).
+pub const RECHECK: Duration = Duration::from_secs(1);
+
 /// A running election: whether this replica leads, and the task renewing the Lease.
 #[derive(Debug)]
 pub struct Leadership {
     rx: watch::Receiver<bool>,
-    task: JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
+    task: JoinHandle<Result<LeaseManager, LeaseManagerError>>,
 }
 
 impl Leadership {
@@ -36,7 +49,8 @@ impl Leadership {
             .with_field_manager(format!("ecoplace-{identity}"))
             .build()
             .await?;
-        let (rx, task) = manager.watch().await;
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(elect(manager, tx, RECHECK));
         Ok(Self { rx, task })
     }
 
@@ -50,11 +64,78 @@ impl Leadership {
         self.rx.clone()
     }
 
+    /// Releases the Lease if this replica holds it, and stops renewing; returns once the
+    /// apiserver has the Lease without a holder. Every receiver from
+    /// [`Leadership::subscribe`] must be dropped first (the election ends when the last
+    /// one is), else this waits until they are.
+    pub async fn release(self) -> Result<(), ReleaseError> {
+        let Self { rx, task } = self;
+        drop(rx);
+        match task.await {
+            Ok(Ok(_manager)) => Ok(()),
+            Ok(Err(e)) => Err(ReleaseError::Lease(e)),
+            Err(e) => Err(ReleaseError::Task(e)),
+        }
+    }
+
     /// Stops renewing without releasing the Lease (a crashed replica); peers take over
     /// once it expires.
     pub fn abandon(self) {
         self.task.abort();
     }
+}
+
+/// The election loop (what the crate's `LeaseManager::watch` does, plus [`RECHECK`]):
+/// sends every change of leadership on `tx`; while not leading, re-reads the Lease every
+/// `recheck` (the crate's `release` of a Lease it does not hold only re-reads it); when
+/// every receiver is gone, releases the Lease and returns the manager.
+async fn elect(
+    manager: LeaseManager,
+    tx: watch::Sender<bool>,
+    recheck: Duration,
+) -> Result<LeaseManager, LeaseManagerError> {
+    let mut leading = false;
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            biased;
+            () = tx.closed() => {
+                manager.release().await?;
+                return Ok(manager);
+            }
+            changed = manager.changed() => match changed {
+                Ok(now) => {
+                    leading = now;
+                    tx.send_if_modified(|was| std::mem::replace(was, now) != now);
+                    backoff = Duration::from_secs(1);
+                }
+                Err(e) => {
+                    tracing::warn!("OCM Lease: {e} (retrying in {} s)", backoff.as_secs());
+                    tokio::select! {
+                        () = tx.closed() => {}
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            },
+            () = tokio::time::sleep(recheck), if !leading => {
+                if let Err(e) = manager.release().await {
+                    tracing::debug!("OCM Lease: re-reading it: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Why [`Leadership::release`] could not release the Lease.
+#[derive(Debug, thiserror::Error)]
+pub enum ReleaseError {
+    /// The apiserver refused or did not answer the release.
+    #[error("releasing the Lease: {0}")]
+    Lease(LeaseManagerError),
+    /// The renewing task had already ended abnormally.
+    #[error("the Lease renewing task ended: {0}")]
+    Task(tokio::task::JoinError),
 }
 
 /// This replica's identity: `POD_NAME`, else `HOSTNAME`, else the process id.

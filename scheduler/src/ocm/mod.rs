@@ -152,9 +152,59 @@ pub struct Inputs {
     pub metrics: metrics::OcmMetrics,
 }
 
+/// A running publisher and this replica's place in the Lease election.
+#[derive(Debug)]
+pub struct Publishing {
+    leadership: leader::Leadership,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Publishing {
+    /// Whether this replica holds the Lease now.
+    pub fn is_leader(&self) -> bool {
+        self.leadership.is_leader()
+    }
+
+    /// Stops publishing (a round in flight may finish within `grace`), then releases the
+    /// Lease (within `release_timeout`) so that a peer takes over at once. Dropping a
+    /// `Publishing` instead stops the publisher and starts the release without awaiting it.
+    pub async fn stop(self, grace: std::time::Duration, release_timeout: std::time::Duration) {
+        let Self {
+            leadership,
+            stop,
+            mut task,
+        } = self;
+        let _ = stop.send(());
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            tracing::warn!(
+                "OCM publisher: round still running after {} s: cut",
+                grace.as_secs()
+            );
+            task.abort();
+            let _ = task.await;
+        }
+        let began = std::time::Instant::now();
+        match tokio::time::timeout(release_timeout, leadership.release()).await {
+            Ok(Ok(())) => tracing::info!(
+                took_ms = began.elapsed().as_millis() as u64,
+                "OCM Lease released: a peer can take over at once"
+            ),
+            Ok(Err(e)) => {
+                tracing::warn!("OCM Lease not released ({e}): peers take it over once it expires")
+            }
+            Err(_) => tracing::warn!(
+                "OCM Lease not released within {} s: peers take it over once it expires",
+                release_timeout.as_secs()
+            ),
+        }
+    }
+}
+
 /// Joins the Lease election (`ocm.lease`; namespace from the config or `POD_NAMESPACE`)
-/// and starts the publisher loop; the returned [`leader::Leadership`] must be kept alive.
-pub async fn spawn(inputs: Inputs) -> anyhow::Result<leader::Leadership> {
+/// and starts the publisher loop; it runs until the returned [`Publishing`] is stopped or
+/// dropped.
+pub async fn spawn(inputs: Inputs) -> anyhow::Result<Publishing> {
     use anyhow::Context;
     let lease = &inputs.config.ocm.lease;
     let namespace = lease
@@ -177,8 +227,15 @@ pub async fn spawn(inputs: Inputs) -> anyhow::Result<leader::Leadership> {
         power: std::sync::Arc::new(optimizer::power::CurvePowerModel::new()),
         metrics: inputs.metrics,
     };
-    tokio::spawn(publisher.run(leadership.subscribe()));
-    Ok(leadership)
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(publisher.run_until(leadership.subscribe(), async move {
+        let _ = stopped.await;
+    }));
+    Ok(Publishing {
+        leadership,
+        stop,
+        task,
+    })
 }
 
 #[cfg(test)]

@@ -66,12 +66,27 @@ pub struct Round {
 impl Publisher {
     /// Publishes every `ocm.periodSeconds` while `leader` says so (at once on winning the
     /// Lease), until `leader`'s sender is gone.
-    pub async fn run(self, mut leader: watch::Receiver<bool>) {
+    pub async fn run(self, leader: watch::Receiver<bool>) {
+        self.run_until(leader, std::future::pending()).await;
+    }
+
+    /// [`Publisher::run`] until `stop` resolves too; a round in flight then finishes first.
+    pub async fn run_until(
+        self,
+        mut leader: watch::Receiver<bool>,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
         let period = Duration::from_secs(self.config.ocm.period_seconds.max(1));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
         loop {
             tokio::select! {
+                biased;
+                () = &mut stop => {
+                    self.metrics.leader.set(0);
+                    return;
+                }
                 _ = tick.tick() => {}
                 changed = leader.changed() => {
                     if changed.is_err() {

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 use kepler_client::PrometheusSource;
 use kepler_client::accounting::{
@@ -43,7 +43,7 @@ pub const LEGEND: &[(&str, &str)] = &[
     ),
     (
         "carbon avoided kgCO2e",
-        "`increase(ecoplace_carbon_avoided_grams_total[period])`: the extender's estimate, per scheduled pod, of the emissions its preferred node saves over the pod's expected lifetime against the median passing node",
+        "`increase(ecoplace_carbon_avoided_grams_total[period])`: the extender's estimate, per scheduled pod, of the emissions its preferred node saves over the pod's expected lifetime against the median passing node: an amount saved, never negative (a change would be written with its sign, negative = less)",
     ),
     (
         "-",
@@ -197,7 +197,15 @@ pub async fn build(inputs: &Inputs<'_>, req: &ReportRequest) -> Result<Sustainab
     let by_cluster = accountant
         .energy(&energy(GroupBy::Cluster))
         .await
-        .with_context(|| format!("reading node energy from {url}"))?;
+        .map_err(|e| match e {
+            // Names the period itself.
+            e @ AccountingError::NoData { .. } => anyhow::Error::new(e),
+            e => anyhow::Error::new(e).context(format!(
+                "reading node energy from {} to {}",
+                req.from.to_rfc3339(),
+                req.to.to_rfc3339()
+            )),
+        })?;
     let mut gaps = by_cluster.gaps.clone();
     let clusters = rows(&by_cluster);
     let mut optional = |r: Result<EnergyReport, AccountingError>, what: &str| match r {

@@ -23,13 +23,44 @@ pub fn router(placer: Arc<Placer>, max_body_bytes: usize) -> Router {
         .with_state(placer)
 }
 
-/// YAML when the content type says so, JSON otherwise.
-fn format(headers: &HeaderMap) -> Format {
-    let yaml = headers
+/// The body's format: what the content type says (`…yaml`, `…json`); with one that names
+/// neither (none, `text/plain`, curl's default `application/x-www-form-urlencoded`), JSON
+/// when the body starts like a JSON value, else YAML.
+fn format(headers: &HeaderMap, body: &[u8]) -> Format {
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("yaml"));
-    if yaml { Format::Yaml } else { Format::Json }
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    if content_type.contains("yaml") {
+        Format::Yaml
+    } else if content_type.contains("json") || starts_like_json(body) {
+        Format::Json
+    } else {
+        Format::Yaml
+    }
+}
+
+/// Whether the first non-blank byte can start a JSON value.
+fn starts_like_json(body: &[u8]) -> bool {
+    body.iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| matches!(b, b'{' | b'[' | b'"' | b'-' | b'0'..=b'9'))
+}
+
+/// A body declared JSON that cannot be JSON at all gets told what to send.
+fn hint(e: PlacementError, body: &[u8], format: Format) -> PlacementError {
+    match e {
+        PlacementError::Malformed(mut f)
+            if format == Format::Json && f.field.is_empty() && !starts_like_json(body) =>
+        {
+            f.message.push_str(
+                " (the body is not JSON: send a JSON object with `Content-Type: application/json`, or YAML with `Content-Type: application/yaml`)",
+            );
+            PlacementError::Malformed(f)
+        }
+        other => other,
+    }
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response {
@@ -63,14 +94,19 @@ where
 }
 
 async fn place(State(placer): State<Arc<Placer>>, headers: HeaderMap, body: Bytes) -> Response {
-    let format = format(&headers);
-    blocking(move || placer.place_body(&body, format, Utc::now())).await
+    let format = format(&headers, &body);
+    blocking(move || {
+        placer
+            .place_body(&body, format, Utc::now())
+            .map_err(|e| hint(e, &body, format))
+    })
+    .await
 }
 
 async fn rebalance(State(placer): State<Arc<Placer>>, headers: HeaderMap, body: Bytes) -> Response {
-    let format = format(&headers);
+    let format = format(&headers, &body);
     blocking(move || {
-        let req = PlacementRequest::decode(&body, format)?;
+        let req = PlacementRequest::decode(&body, format).map_err(|e| hint(e, &body, format))?;
         placer.rebalance(&req, None, Utc::now())
     })
     .await

@@ -139,10 +139,20 @@ impl Fleet {
             .with_context(|| format!("cannot read fleet file {}", path.display()))?;
         let de = serde_yaml::Deserializer::from_str(&text);
         let file: FleetFile = serde_path_to_error::deserialize(de).map_err(|e| {
-            anyhow::anyhow!("fleet file {}: field `{}`: {}", path.display(), e.path(), e)
+            // serde_yaml starts its message with the field path too: say it once.
+            let field = e.path().to_string();
+            let mut reason = e.inner().to_string();
+            while let Some(rest) = reason.strip_prefix(&format!("{field}: ")) {
+                reason = rest.to_string();
+            }
+            match field.as_str() {
+                "." => anyhow::anyhow!("fleet file {}: {reason}", path.display()),
+                _ => anyhow::anyhow!("fleet file {}: {field}: {reason}", path.display()),
+            }
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::from_spec(file, &path.display().to_string(), base)
+            .with_context(|| format!("fleet file {}", path.display()))
     }
 
     /// Builds a fleet from a parsed fleet file; relative CSV paths are read from `base`.
@@ -392,5 +402,38 @@ mod tests {
         let file: FleetFile = serde_yaml::from_str(yaml).expect("parses");
         let e = Fleet::from_spec(file, "t", Path::new(".")).unwrap_err();
         assert!(e.to_string().contains("clusters[0].nodes.b"), "{e}");
+    }
+
+    #[test]
+    fn fleet_file_errors_state_the_path_and_the_field_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("fleet.yaml");
+        let file = p.display().to_string();
+        let message = |yaml: &str| {
+            std::fs::write(&p, yaml).unwrap();
+            format!("{:#}", Fleet::from_file(&p).unwrap_err())
+        };
+        let once = |e: &str, s: &str| {
+            assert_eq!(e.matches(s).count(), 1, "`{s}` once in: {e}");
+        };
+        let e = message("nodeTypes:\n- name: a\n  cores: x\n");
+        assert!(
+            e.starts_with(&format!("fleet file {file}: nodeTypes[0].cores: ")),
+            "{e}"
+        );
+        once(&e, &file);
+        once(&e, "nodeTypes[0].cores");
+        assert!(!e.contains("field `.`"), "{e}");
+        let e = message("latencyMs: {}\n");
+        assert_eq!(e, format!("fleet file {file}: missing field `nodeTypes`"));
+        // Semantic errors name the file too (once) and the field.
+        let e = message(
+            "nodeTypes:\n- {name: a, cores: 8, memoryGib: 32, idleWatts: 50, maxWatts: 40}\nclusters: []\nlatencyMs: {}\n",
+        );
+        once(&e, &file);
+        assert!(
+            e.contains("nodeTypes[0].maxWatts: 40 must be above idleWatts"),
+            "{e}"
+        );
     }
 }

@@ -180,7 +180,7 @@ pub fn simulate(scenario: &Scenario) -> Result<(Report, Vec<PolicyRun>)> {
     Ok((report, runs))
 }
 
-/// The report of finished runs: figures per policy and savings against `default`.
+/// The report of finished runs: figures per policy and changes against `default`.
 pub fn report(scenario: &Scenario, runs: &[PolicyRun]) -> Result<Report> {
     let fleet = &scenario.fleet;
     let s = &scenario.settings;
@@ -198,7 +198,7 @@ pub fn report(scenario: &Scenario, runs: &[PolicyRun]) -> Result<Report> {
         .collect();
     if let Some(default) = policies.get(Policy::Default.name()).cloned() {
         for r in policies.values_mut() {
-            r.set_savings(&default);
+            r.set_changes(&default);
         }
     }
     let mut clusters = Vec::new();

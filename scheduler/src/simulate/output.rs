@@ -42,12 +42,16 @@ pub const LEGEND: &[(&str, &str)] = &[
     ),
     (
         "vs default",
-        "saving compared with the `default` policy on the same trace (positive = less)",
+        "change against the `default` policy on the same trace, in percent; negative = less (−47.9 % = 47.9 % less than `default`)",
     ),
 ];
 
-fn pct(v: Option<f64>) -> String {
-    v.map_or_else(|| "-".to_string(), |p| format!("{p:+.1} %"))
+/// A change in percent, signed: `−47.9 %` for 47.9 % less.
+fn pct(change: Option<f64>) -> String {
+    change.map_or_else(
+        || "-".to_string(),
+        |p| format!("{} %", optimizer::plan::signed(p, 1)),
+    )
 }
 
 fn rows(report: &Report) -> impl Iterator<Item = (&str, &PolicyResult)> {
@@ -109,9 +113,9 @@ pub fn table(report: &Report) -> String {
             "{:<9} {:>10.1} {:>10} {:>13.1} {:>10} {:>7.1} {:>9} {:>6.1} {:>6.1} {:>10} {:>8.1}",
             name,
             r.energy_kwh,
-            pct(r.energy_saving_pct),
+            pct(r.energy_change_pct),
             r.carbon_kg,
-            pct(r.carbon_saving_pct),
+            pct(r.carbon_change_pct),
             r.mean_intensity_g_per_kwh,
             r.slo_violations,
             r.p50_latency_ms,
@@ -171,9 +175,9 @@ pub fn results_table(report: &Report) -> Table {
                 vec![
                     name.to_string(),
                     format!("{:.1}", r.energy_kwh),
-                    pct(r.energy_saving_pct),
+                    pct(r.energy_change_pct),
                     format!("{:.1}", r.carbon_kg),
-                    pct(r.carbon_saving_pct),
+                    pct(r.carbon_change_pct),
                     format!("{:.1}", r.mean_intensity_g_per_kwh),
                     r.slo_violations.to_string(),
                     format!("{:.1}", r.p50_latency_ms),
@@ -315,8 +319,8 @@ struct CsvRow<'a> {
     p95_latency_ms: f64,
     migrations: u64,
     active_node_hours: f64,
-    energy_saving_pct: Option<f64>,
-    carbon_saving_pct: Option<f64>,
+    energy_change_pct: Option<f64>,
+    carbon_change_pct: Option<f64>,
     mean_intensity_g_per_kwh: f64,
     replica_steps_over_slo: u64,
     replica_steps_pending: u64,
@@ -336,8 +340,8 @@ pub fn csv(report: &Report) -> Result<String> {
             p95_latency_ms: r.p95_latency_ms,
             migrations: r.migrations,
             active_node_hours: r.active_node_hours,
-            energy_saving_pct: r.energy_saving_pct,
-            carbon_saving_pct: r.carbon_saving_pct,
+            energy_change_pct: r.energy_change_pct,
+            carbon_change_pct: r.carbon_change_pct,
             mean_intensity_g_per_kwh: r.mean_intensity_g_per_kwh,
             replica_steps_over_slo: r.replica_steps_over_slo,
             replica_steps_pending: r.replica_steps_pending,

@@ -67,10 +67,11 @@ pub struct PolicyResult {
     pub migrations: u64,
     /// Hours of awake nodes, summed over nodes.
     pub active_node_hours: f64,
-    /// Energy saved compared with `default`, percent (absent when default did not run).
-    pub energy_saving_pct: Option<f64>,
-    /// Carbon saved compared with `default`, percent.
-    pub carbon_saving_pct: Option<f64>,
+    /// Energy change against `default`, percent; negative = less (absent when `default`
+    /// did not run).
+    pub energy_change_pct: Option<f64>,
+    /// Carbon change against `default`, percent; negative = less.
+    pub carbon_change_pct: Option<f64>,
     /// Emissions per kWh used, gCO2e/kWh.
     pub mean_intensity_g_per_kwh: f64,
     /// Energy per cluster, kWh.
@@ -111,8 +112,8 @@ impl PolicyResult {
             p95_latency_ms: percentile_ms(&c.latency_us, 0.95),
             migrations: c.migrations,
             active_node_hours: round(c.node_steps_on as f64 * step_hours, 3),
-            energy_saving_pct: None,
-            carbon_saving_pct: None,
+            energy_change_pct: None,
+            carbon_change_pct: None,
             mean_intensity_g_per_kwh: if energy_kwh > 0.0 {
                 round(c.carbon_g / energy_kwh, 1)
             } else {
@@ -137,11 +138,11 @@ impl PolicyResult {
         }
     }
 
-    /// Fills the savings against the `default` policy's figures.
-    pub fn set_savings(&mut self, default: &PolicyResult) {
-        let pct = |base: f64, v: f64| (base > 0.0).then(|| round(100.0 * (base - v) / base, 2));
-        self.energy_saving_pct = pct(default.energy_kwh, self.energy_kwh);
-        self.carbon_saving_pct = pct(default.carbon_kg, self.carbon_kg);
+    /// Fills the changes against the `default` policy's figures (negative = less).
+    pub fn set_changes(&mut self, default: &PolicyResult) {
+        let pct = |base: f64, v: f64| (base > 0.0).then(|| round(100.0 * (v - base) / base, 2));
+        self.energy_change_pct = pct(default.energy_kwh, self.energy_kwh);
+        self.carbon_change_pct = pct(default.carbon_kg, self.carbon_kg);
     }
 }
 

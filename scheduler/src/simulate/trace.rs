@@ -140,21 +140,58 @@ pub fn secs(s: f64) -> Duration {
     Duration::milliseconds((s * 1000.0).round() as i64)
 }
 
-/// Reads a CSV trace; errors name the line and the field.
+/// Reads a CSV trace; errors name the line and the column.
 pub fn read_csv(path: &Path) -> Result<Vec<TraceWorkload>> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
         .from_path(path)
         .with_context(|| format!("cannot read trace {}", path.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("trace {}: reading the header row", path.display()))?
+        .clone();
     let mut out = Vec::new();
-    for row in reader.deserialize() {
-        let row: TraceWorkload = row.map_err(|e| {
+    let mut record = csv::StringRecord::new();
+    loop {
+        let more = reader.read_record(&mut record).map_err(|e| {
             let line = e.position().map_or(0, csv::Position::line);
             anyhow::anyhow!("trace {} line {line}: {e}", path.display())
         })?;
+        if !more {
+            return Ok(out);
+        }
+        let line = record.position().map_or(0, csv::Position::line);
+        let row: TraceWorkload = record
+            .deserialize(Some(&headers))
+            .map_err(|e| bad_row(&e, &headers, &record, path, line))?;
         out.push(row);
     }
-    Ok(out)
+}
+
+/// A row that does not decode, by column name (`cpu`) and value when the CSV reader
+/// knows which field failed.
+fn bad_row(
+    e: &csv::Error,
+    headers: &csv::StringRecord,
+    record: &csv::StringRecord,
+    path: &Path,
+    line: u64,
+) -> anyhow::Error {
+    let at = format!("trace {} line {line}", path.display());
+    match e.kind() {
+        csv::ErrorKind::Deserialize { err, .. } => {
+            match err.field().and_then(|i| usize::try_from(i).ok()) {
+                Some(i) => anyhow::anyhow!(
+                    "{at}, column `{}` (`{}`): {}",
+                    headers.get(i).unwrap_or("?"),
+                    record.get(i).unwrap_or(""),
+                    err.kind()
+                ),
+                None => anyhow::anyhow!("{at}: {}", err.kind()),
+            }
+        }
+        _ => anyhow::anyhow!("{at}: {e}"),
+    }
 }
 
 /// Writes a trace as CSV (the format [`read_csv`] reads).
@@ -395,7 +432,15 @@ mod tests {
         )
         .unwrap();
         let e = read_csv(&p).unwrap_err().to_string();
-        assert!(e.contains("line 2"), "{e}");
+        // The column by name, with its value; not the CSV reader's 0-based field index.
+        assert!(e.contains("line 2, column `cpu` (`x`)"), "{e}");
+        assert!(!e.contains("field 4"), "{e}");
+        std::fs::write(&p, "name,kind\na,service\n").unwrap();
+        let e = read_csv(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("line 2") && e.contains("missing field `arrive`"),
+            "{e}"
+        );
         std::fs::write(
             &p,
             format!("{header}a,batch,2020-03-02T00:00:00Z,,1,1,1,1,0.5,,,,600,\n"),

@@ -24,6 +24,8 @@ pub struct Req {
     pub path: String,
     pub content_type: String,
     pub body: Value,
+    /// When the fake received it.
+    pub at: std::time::Instant,
 }
 
 #[derive(Default)]
@@ -131,6 +133,7 @@ async fn handle(
         path: path.clone(),
         content_type: content_type.clone(),
         body: body.clone(),
+        at: std::time::Instant::now(),
     });
     let last = path.rsplit('/').next().unwrap_or("");
     let is_collection = COLLECTIONS.contains(&last);
@@ -253,13 +256,20 @@ async fn handle(
 
 /// Serves a fake hub on 127.0.0.1:0; returns it and a client pointed at it.
 pub async fn start() -> (Arc<Hub>, kube::Client) {
+    let (hub, client, _) = start_at().await;
+    (hub, client)
+}
+
+/// [`start`], and the fake's base URL (for a kubeconfig).
+pub async fn start_at() -> (Arc<Hub>, kube::Client, String) {
     let hub = Arc::new(Hub::default());
     let app = Router::new().fallback(handle).with_state(Arc::clone(&hub));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let config = kube::Config::new(format!("http://127.0.0.1:{port}").parse().unwrap());
-    (hub, kube::Client::try_from(config).unwrap())
+    let url = format!("http://127.0.0.1:{port}");
+    let config = kube::Config::new(url.parse().unwrap());
+    (hub, kube::Client::try_from(config).unwrap(), url)
 }
 
 /// A ManagedCluster in the upstream shape.
