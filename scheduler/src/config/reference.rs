@@ -1,5 +1,5 @@
 //! The configuration reference (`docs/configuration.md`), generated from the JSON Schema
-//! of [`Config`](super::Config): every key with its type, default and meaning.
+//! of [`Config`]: every key with its type, default and meaning.
 
 use std::fmt::Write as _;
 
