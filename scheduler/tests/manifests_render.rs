@@ -641,21 +641,18 @@ fn every_combination_renders_as_documented() {
     let combos = combinations();
     assert!(combos.len() >= 12, "{combos:?}");
     let mut errors = Vec::new();
+    let mut differing = 0;
     for combo in &combos {
         let objects = combo.render(&kubectl);
-        errors.extend(check(
-            combo,
-            &objects,
-            &doc,
-            &ecoplace_image,
-            &scheduler_image,
-        ));
+        let found = check(combo, &objects, &doc, &ecoplace_image, &scheduler_image);
+        differing += usize::from(!found.is_empty());
+        errors.extend(found);
     }
     assert!(
         errors.is_empty(),
-        "{} of {} combinations differ from docs/install.md:\n{}",
-        errors.len(),
+        "{differing} of {} combinations differ from docs/install.md ({} differences):\n{}",
         combos.len(),
+        errors.len(),
         errors.join("\n")
     );
 }
