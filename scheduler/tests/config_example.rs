@@ -120,7 +120,9 @@ fn collect(
             unknown.push(named);
             continue;
         };
-        let has_children = reference.iter().any(|r| r.starts_with(&format!("{child}.")));
+        let has_children = reference
+            .iter()
+            .any(|r| r.starts_with(&format!("{child}.")));
         found.insert(child.clone());
         if has_children {
             collect(v, &child, reference, found, unknown);

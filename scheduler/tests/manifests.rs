@@ -254,13 +254,13 @@ fn ecoplace_metric_names(text: &str) -> std::collections::BTreeSet<String> {
 #[test]
 fn dashboard_and_alerts_use_exported_metrics() {
     // The service's metrics and the OCM publisher's (registered in the same registry).
-    let exported: std::collections::BTreeSet<String> =
-        ["scheduler/src/server/metrics.rs", "scheduler/src/ocm/metrics.rs"]
-            .iter()
-            .flat_map(|rel| {
-                ecoplace_metric_names(&std::fs::read_to_string(repo().join(rel)).unwrap())
-            })
-            .collect();
+    let exported: std::collections::BTreeSet<String> = [
+        "scheduler/src/server/metrics.rs",
+        "scheduler/src/ocm/metrics.rs",
+    ]
+    .iter()
+    .flat_map(|rel| ecoplace_metric_names(&std::fs::read_to_string(repo().join(rel)).unwrap()))
+    .collect();
     for name in [
         "ecoplace_fail_open_total",
         "ecoplace_ocm_score_publish_failures_total",
