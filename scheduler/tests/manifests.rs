@@ -280,3 +280,33 @@ fn dashboard_and_alerts_use_exported_metrics() {
         }
     }
 }
+
+/// The shipped binary is the stripped `dist` profile (docs/install.md "Binary size": 52 MiB,
+/// not the 232 MiB of a `--release` build with line tables).
+#[test]
+fn the_image_ships_the_stripped_dist_profile() {
+    let cargo = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
+    let dist = cargo
+        .split("[profile.dist]")
+        .nth(1)
+        .expect("Cargo.toml has [profile.dist]");
+    let dist = dist.split("\n[").next().unwrap_or(dist);
+    for line in [
+        "inherits = \"release\"",
+        "debug = false",
+        "strip = \"symbols\"",
+    ] {
+        assert!(dist.contains(line), "[profile.dist] lacks `{line}`:{dist}");
+    }
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("cargo build --profile dist --locked -p scheduler --bin ecoplace")
+            && dockerfile.contains("cp target/dist/ecoplace /ecoplace"),
+        "the Dockerfile must build and copy the dist profile"
+    );
+    let install = std::fs::read_to_string(repo().join("docs/install.md")).unwrap();
+    assert!(
+        install.contains("### Binary size"),
+        "docs/install.md records the size"
+    );
+}
