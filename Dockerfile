@@ -11,8 +11,10 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p scheduler --bin ecoplace \
- && cp target/release/ecoplace /ecoplace
+# Profile `dist` (Cargo.toml): release without debug info or symbol table (52 MiB);
+# a `--release` build keeps line tables (232 MiB; sizes in docs/install.md).
+RUN cargo build --profile dist --locked -p scheduler --bin ecoplace \
+ && cp target/dist/ecoplace /ecoplace
 
 # Stage 2: distroless "cc": glibc, libgcc_s and libstdc++ (`ldd ecoplace` lists
 # libstdc++.so.6, libgcc_s.so.1, libm.so.6, libc.so.6: HiGHS' C++ runtime is dynamic),

@@ -36,6 +36,7 @@ KUSTOMIZE_KEYS = {
     "apiVersion", "kind", "namespace", "namePrefix", "nameSuffix", "labels",
     "commonLabels", "commonAnnotations", "resources", "components", "images",
     "configMapGenerator", "secretGenerator", "generatorOptions", "patches", "replicas",
+    "replacements",
 }
 
 errors = []
