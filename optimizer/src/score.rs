@@ -165,15 +165,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn greener_closer_awake_nodes_score_higher_and_infeasible_ones_zero() {
-        let at = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
-        let w = Workload {
+    /// Two cores for users in `eu`, within 50 ms.
+    fn web() -> Workload {
+        Workload {
             name: "web".into(),
             requests: Resources::new(2.0, 1e9, 0.0),
             latency_slo_ms: BTreeMap::from([("eu".to_string(), 50.0)]),
             ..Workload::default()
-        };
+        }
+    }
+
+    #[test]
+    fn greener_closer_awake_nodes_score_higher_and_infeasible_ones_zero() {
+        let at = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+        let w = web();
         let targets = vec![
             node("dirty", 600.0, 10.0, true),
             node("green", 50.0, 10.0, true),
@@ -201,12 +206,7 @@ mod tests {
     #[test]
     fn a_target_whose_latency_is_unknown_passes_with_the_mean_of_the_known_ones() {
         let at = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
-        let w = Workload {
-            name: "web".into(),
-            requests: Resources::new(2.0, 1e9, 0.0),
-            latency_slo_ms: BTreeMap::from([("eu".to_string(), 50.0)]),
-            ..Workload::default()
-        };
+        let w = web();
         let mut unknown = node("unknown", 300.0, 0.0, true);
         unknown.latency_ms.clear();
         let targets = vec![

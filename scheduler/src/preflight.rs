@@ -14,7 +14,6 @@ use chrono::{DateTime, Utc};
 use kepler_client::PrometheusConfig;
 use kepler_client::carbon::CarbonCurves;
 
-use crate::carbon_args::load_curves;
 use crate::config::Config;
 
 /// What a configuration is checked for: the verb that will run it.
@@ -211,18 +210,7 @@ fn carbon_curves(config: &Config) -> Result<CarbonCurves, Finding> {
         CarbonCurves::from_csv_file(zone, f)
             .map_err(|e| finding(format!("carbon.csvFiles.{zone}"), e.to_string()))?;
     }
-    let csv: Vec<_> = c
-        .csv_files
-        .iter()
-        .map(|(z, f)| (z.clone(), f.clone()))
-        .collect();
-    let statics = c
-        .static_g_per_kwh
-        .iter()
-        .map(|(z, g)| (z.clone(), *g))
-        .collect();
-    load_curves(c.embedded2020, &c.forecast_files, &csv, statics)
-        .map_err(|e| finding("carbon", format!("{e:#}")))
+    crate::server::service::curves(c).map_err(|e| finding("carbon", format!("{e:#}")))
 }
 
 /// Warnings when no configured zone has an intensity `now`: every decision would fail

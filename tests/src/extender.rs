@@ -28,3 +28,21 @@ carbon:
     );
     Config::parse(&yaml, "extender-test.yaml").context("extender test config")
 }
+
+/// POSTs `body` to the extender verb at `base` (`http://host:port`); the 200 reply as JSON.
+pub async fn post(
+    client: &reqwest::Client,
+    base: &str,
+    verb: &str,
+    body: &str,
+) -> Result<serde_json::Value> {
+    let resp = client
+        .post(format!("{base}/scheduler/{verb}"))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .with_context(|| format!("POST {verb}"))?;
+    anyhow::ensure!(resp.status() == 200, "POST {verb}: HTTP {}", resp.status());
+    serde_json::from_str(&resp.text().await?).with_context(|| format!("{verb}: reply is not JSON"))
+}

@@ -10,7 +10,7 @@ use kepler_client::accounting::JOULES_PER_KWH;
 use kepler_client::carbon::CarbonCurves;
 use kepler_client::simulated::{EnergyCounters, SimZone, SimulatedFleet, render_text};
 
-use crate::prometheus::{ExporterGuard, ScrapeJob, serve_text};
+use crate::prometheus::{ExporterGuard, PrometheusServer, ScrapeJob, serve_text};
 
 /// Live exporters of a fleet; dropping it stops them.
 pub struct FleetExporters {
@@ -18,6 +18,17 @@ pub struct FleetExporters {
     pub jobs: Vec<ScrapeJob>,
     /// Keeps the exporters running.
     pub guards: Vec<ExporterGuard>,
+}
+
+impl FleetExporters {
+    /// A real Prometheus scraping these exporters every second.
+    pub async fn prometheus(&self) -> Result<PrometheusServer> {
+        PrometheusServer::builder()
+            .scrape_interval(std::time::Duration::from_secs(1))
+            .jobs(self.jobs.clone())
+            .start()
+            .await
+    }
 }
 
 /// Serves each cluster of `fleet` as a Kepler exporter in `schema`, with wall-clock time

@@ -13,7 +13,6 @@ use scheduler::config::Config;
 use scheduler::server::service::{self, Service};
 use serde_json::{Value, json};
 use tests::kepler::serve_fleet;
-use tests::prometheus::PrometheusServer;
 
 const NAMES: &str = include_str!("../../scheduler/tests/fixtures/args-names.json");
 
@@ -22,15 +21,9 @@ fn config(prom_url: &str) -> Config {
 }
 
 async fn post(client: &reqwest::Client, base: &str, verb: &str, body: &str) -> Value {
-    let resp = client
-        .post(format!("{base}/scheduler/{verb}"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
+    tests::extender::post(client, base, verb, body)
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    serde_json::from_str(&resp.text().await.unwrap()).unwrap()
+        .unwrap()
 }
 
 async fn text(client: &reqwest::Client, url: String) -> (u16, String) {
@@ -44,19 +37,10 @@ async fn prometheus_feeds_the_extender_and_its_loss_fails_open() {
     let exporters = serve_fleet(fleet.clone(), KeplerSchema::V010)
         .await
         .unwrap();
-    let mut prom = PrometheusServer::builder()
-        .scrape_interval(Duration::from_secs(1))
-        .jobs(exporters.jobs.clone())
-        .start()
+    let mut prom = exporters.prometheus().await.unwrap();
+    prom.wait_for_scrapes("kepler_node_cpu_usage_ratio", fleet.nodes.len())
         .await
         .unwrap();
-    prom.wait_for_series(
-        "count_over_time(kepler_node_cpu_usage_ratio[1m]) >= 4",
-        fleet.nodes.len(),
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
 
     // The demo's node facts and power profiles; telemetry, carbon and the clock are live.
     let mut parts = service::demo(config(&prom.url())).unwrap();

@@ -45,6 +45,19 @@ fn avoided_counter(from: DateTime<Utc>, to: DateTime<Utc>, grams: f64) -> String
     out + "# EOF\n"
 }
 
+/// The fleet's Kepler v0.10 package-zone history, one sample a minute, labelled `cluster`.
+fn package_history(fleet: &SimulatedFleet, from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    history_openmetrics(
+        fleet,
+        KeplerSchema::V010,
+        "cluster",
+        &[SimZone::Package],
+        from,
+        to,
+        60,
+    )
+}
+
 /// Runs `ecoplace report` over `[from, to]` with the three clusters' zones (unless `extra`
 /// gives its own `--cluster-zone`) and `extra`, in `format`; returns the file written.
 async fn render(
@@ -95,15 +108,7 @@ async fn report_totals_equal_the_integrals_of_backfilled_history() {
     let to = from + Duration::hours(24);
     let half = from + Duration::hours(12);
     let prom = PrometheusServer::builder()
-        .backfill_openmetrics(history_openmetrics(
-            &fleet,
-            KeplerSchema::V010,
-            "cluster",
-            &[SimZone::Package],
-            from,
-            to,
-            60,
-        ))
+        .backfill_openmetrics(package_history(&fleet, from, to))
         .backfill_openmetrics(avoided_counter(half, to, 480.0))
         .start()
         .await
@@ -217,21 +222,24 @@ async fn report_totals_equal_the_integrals_of_backfilled_history() {
     );
 }
 
+/// `ecoplace report` over `[from, to]` as JSON to /dev/null with `extra`; its error as text.
+async fn report_error(url: &str, from: &str, to: &str, extra: &[&str]) -> Option<String> {
+    let mut argv = vec!["report", "--prometheus", url, "--from", from, "--to", to];
+    argv.extend(extra);
+    argv.extend(["--format", "json", "-o", "/dev/null"]);
+    let err = report::run(Cli::parse_from(argv).args).await.err()?;
+    let msg = format!("{err:#}");
+    eprintln!("{msg}");
+    Some(msg)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_range_without_data_is_an_error_naming_the_range() {
     let fleet = SimulatedFleet::embedded(7);
     let from = Utc.with_ymd_and_hms(2020, 3, 2, 0, 0, 0).unwrap();
     let to = from + Duration::hours(6);
     let prom = PrometheusServer::builder()
-        .backfill_openmetrics(history_openmetrics(
-            &fleet,
-            KeplerSchema::V010,
-            "cluster",
-            &[SimZone::Package],
-            from,
-            to,
-            60,
-        ))
+        .backfill_openmetrics(package_history(&fleet, from, to))
         .start()
         .await
         .unwrap();
@@ -239,43 +247,15 @@ async fn a_range_without_data_is_an_error_naming_the_range() {
     let (f, t) = (from + Duration::days(30), from + Duration::days(31));
     let url = prom.url();
     let (fs, ts) = (f.to_rfc3339(), t.to_rfc3339());
-    let argv = [
-        "report",
-        "--prometheus",
-        &url,
-        "--from",
-        &fs,
-        "--to",
-        &ts,
-        "--schema",
-        "v0.10",
-        "--format",
-        "json",
-    ];
-    let err = report::run(Cli::parse_from(argv).args).await.unwrap_err();
-    let msg = format!("{err:#}");
-    eprintln!("{msg}");
+    let v010 = ["--schema", "v0.10"];
     assert_eq!(
-        msg,
-        format!(
+        report_error(&url, &fs, &ts, &v010).await,
+        Some(format!(
             "Kepler metric `kepler_node_cpu_joules_total` (schema v0.10) has no samples from {fs} to {ts} at {url}: is the period inside the store's history (retention)?"
-        )
+        ))
     );
     // Without --schema the schema is detected at --to, where there is no data either.
-    let argv = [
-        "report",
-        "--prometheus",
-        &url,
-        "--from",
-        &fs,
-        "--to",
-        &ts,
-        "--format",
-        "json",
-    ];
-    let err = report::run(Cli::parse_from(argv).args).await.unwrap_err();
-    let msg = format!("{err:#}");
-    eprintln!("{msg}");
+    let msg = report_error(&url, &fs, &ts, &[]).await.unwrap();
     assert!(
         msg.starts_with(&format!(
             "reading node energy from {fs} to {ts}: no Kepler metrics found at {url}"
@@ -284,20 +264,5 @@ async fn a_range_without_data_is_an_error_naming_the_range() {
     );
     // The range with data still reports.
     let (fs, ts) = (from.to_rfc3339(), to.to_rfc3339());
-    let argv = [
-        "report",
-        "--prometheus",
-        &url,
-        "--from",
-        &fs,
-        "--to",
-        &ts,
-        "--schema",
-        "v0.10",
-        "--format",
-        "json",
-        "-o",
-        "/dev/null",
-    ];
-    report::run(Cli::parse_from(argv).args).await.unwrap();
+    assert_eq!(report_error(&url, &fs, &ts, &v010).await, None);
 }

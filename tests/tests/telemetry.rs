@@ -43,20 +43,9 @@ fn within(actual: f64, expected: f64, rel: f64) -> bool {
 async fn scraped_snapshot_matches_fleet(schema: KeplerSchema) {
     let fleet = Arc::new(SimulatedFleet::embedded(42));
     let exporters = serve_fleet(fleet.clone(), schema).await.unwrap();
-    let prom = PrometheusServer::builder()
-        .scrape_interval(Duration::from_secs(1))
-        .jobs(exporters.jobs.clone())
-        .start()
-        .await
-        .unwrap();
+    let prom = exporters.prometheus().await.unwrap();
     let probe = schema.probe_metric(&Default::default());
-    prom.wait_for_series(
-        &format!("count_over_time({probe}[1m]) >= 4"),
-        1,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
+    prom.wait_for_scrapes(probe.as_str(), 1).await.unwrap();
 
     let source = PrometheusSource::new(config(prom.url())).unwrap();
     let now = Utc::now();
@@ -380,19 +369,10 @@ async fn a_zone_without_series_is_an_error_listing_the_zones_there_are() {
     )
     .await
     .unwrap();
-    let prom = PrometheusServer::builder()
-        .scrape_interval(Duration::from_secs(1))
-        .jobs(exporters.jobs.clone())
-        .start()
+    let prom = exporters.prometheus().await.unwrap();
+    prom.wait_for_scrapes("kepler_node_cpu_watts", 1)
         .await
         .unwrap();
-    prom.wait_for_series(
-        "count_over_time(kepler_node_cpu_watts[1m]) >= 4",
-        1,
-        Duration::from_secs(30),
-    )
-    .await
-    .unwrap();
     let url = prom.url();
     let source = PrometheusSource::new(PrometheusConfig {
         zone: kepler_client::schema::PowerZone("psys".into()),

@@ -210,17 +210,23 @@ fn identical_pods_are_planned_as_classes_and_split_back_per_pod() {
     assert_eq!(p.totals.units.migration, moved as f64);
 }
 
-#[test]
-fn every_saving_is_explained_against_the_least_allocated_reference() {
+/// Ten 2-core workloads; a green, a grey and a sleeping coal target.
+fn green_grey_coal() -> (Vec<Workload>, Vec<Target>) {
     let mut ts = vec![
         target("green", 32.0, 30.0, 10.0),
         target("grey", 32.0, 400.0, 10.0),
         target("coal", 32.0, 800.0, 10.0),
     ];
     ts[2].powered_on = false;
-    let ws: Vec<Workload> = (0..10)
+    let ws = (0..10)
         .map(|i| workload(&format!("w{i}"), 2.0, 1))
         .collect();
+    (ws, ts)
+}
+
+#[test]
+fn every_saving_is_explained_against_the_least_allocated_reference() {
+    let (ws, ts) = green_grey_coal();
     let p = run(&ws, &ts).unwrap();
     let r = p.reference.unwrap();
     let s = p.savings.unwrap();
@@ -251,15 +257,7 @@ fn a_change_is_signed_negative_for_less_and_never_a_negative_saving() {
     assert_eq!(signed(0.0, 0), "0");
     // A plan that uses more energy than the reference but emits less carbon (the example
     // of docs/placement-api.md): energy +…, carbon −…; no "saves -…" / "−-…" anywhere.
-    let mut ts = vec![
-        target("green", 32.0, 30.0, 10.0),
-        target("grey", 32.0, 400.0, 10.0),
-        target("coal", 32.0, 800.0, 10.0),
-    ];
-    ts[2].powered_on = false;
-    let ws: Vec<Workload> = (0..10)
-        .map(|i| workload(&format!("w{i}"), 2.0, 1))
-        .collect();
+    let (ws, ts) = green_grey_coal();
     let mut p = run(&ws, &ts).unwrap();
     let s = p.savings.as_mut().unwrap();
     s.units.energy_wh = -353.87;

@@ -224,6 +224,21 @@ pub fn sources(
     Ok((source, carbon))
 }
 
+/// The curves of `carbon`'s files and constants (everything but `carbon.prometheus`).
+pub fn curves(carbon: &crate::config::CarbonConfig) -> Result<kepler_client::carbon::CarbonCurves> {
+    let csv: Vec<_> = carbon
+        .csv_files
+        .iter()
+        .map(|(z, f)| (z.clone(), f.clone()))
+        .collect();
+    let statics = carbon
+        .static_g_per_kwh
+        .iter()
+        .map(|(z, g)| (z.clone(), *g))
+        .collect();
+    load_curves(carbon.embedded2020, &carbon.forecast_files, &csv, statics)
+}
+
 /// The carbon source `config.carbon` describes; a Prometheus metric reuses `source`'s
 /// connection.
 pub fn carbon(
@@ -236,18 +251,7 @@ pub fn carbon(
             .context("carbon.prometheus")?;
         return Ok(Arc::new(metric));
     }
-    let csv: Vec<_> = c
-        .csv_files
-        .iter()
-        .map(|(z, f)| (z.clone(), f.clone()))
-        .collect();
-    let statics = c
-        .static_g_per_kwh
-        .iter()
-        .map(|(z, g)| (z.clone(), *g))
-        .collect();
-    let curves = load_curves(c.embedded2020, &c.forecast_files, &csv, statics)
-        .context("carbon: loading curves")?;
+    let curves = curves(c).context("carbon: loading curves")?;
     if curves.zones().next().is_none() {
         tracing::warn!(
             "carbon: no source configured; the extender fails open (carbon_missing) until one is"

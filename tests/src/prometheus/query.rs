@@ -109,6 +109,17 @@ impl PrometheusServer {
         }
     }
 
+    /// Waits (up to 30 s) until `metric` has at least four scraped samples over the last
+    /// minute in at least `min_series` series: rates and increases over it have data.
+    pub async fn wait_for_scrapes(&self, metric: &str, min_series: usize) -> Result<()> {
+        self.wait_for_series(
+            &format!("count_over_time({metric}[1m]) >= 4"),
+            min_series,
+            Duration::from_secs(30),
+        )
+        .await
+    }
+
     /// One line per active target: `job instance health lastError`.
     pub async fn targets_summary(&self) -> String {
         let data = match self.api("targets", &[]).await {
