@@ -72,33 +72,13 @@ impl CarbonArgs {
                 Ok((zone.to_string(), g))
             })
             .collect::<Result<Vec<_>>>()?;
-        load_curves(!self.no_embedded_carbon, &self.forecast, &csv, statics)
+        Ok(CarbonCurves::load(
+            !self.no_embedded_carbon,
+            &self.forecast,
+            csv,
+            statics,
+        )?)
     }
-}
-
-/// One set of curves from the embedded 2020 data (optional), forecast files, per-zone CSV
-/// files and constants, in that order (later sources override earlier zones).
-pub fn load_curves(
-    embedded: bool,
-    forecasts: &[PathBuf],
-    csv: &[(String, PathBuf)],
-    statics: Vec<(String, f64)>,
-) -> Result<CarbonCurves> {
-    let mut curves = if embedded {
-        CarbonCurves::embedded_2020().context("loading the embedded 2020 carbon curves")?
-    } else {
-        CarbonCurves::new()
-    };
-    for f in forecasts {
-        curves = curves.merge(CarbonCurves::from_gsf_forecast_file(f)?);
-    }
-    for (zone, file) in csv {
-        curves = curves.merge(CarbonCurves::from_csv_file(zone, file)?);
-    }
-    if !statics.is_empty() {
-        curves = curves.merge(CarbonCurves::static_table(statics)?);
-    }
-    Ok(curves)
 }
 
 /// Parses repeated `CLUSTER=ZONE` flags.

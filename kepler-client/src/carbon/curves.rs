@@ -171,6 +171,33 @@ impl CarbonCurves {
         Ok(out)
     }
 
+    /// One set of curves from the embedded 2020 data (optional), carbon-aware-sdk forecast
+    /// files, per-zone CSV files and constants, in that order: a later source's curve wins
+    /// for a zone in several. Every error names the file or zone at fault.
+    pub fn load<P: AsRef<std::path::Path>>(
+        embedded_2020: bool,
+        forecast_files: &[P],
+        csv_files: impl IntoIterator<Item = (String, P)>,
+        constants: impl IntoIterator<Item = (String, f64)>,
+    ) -> Result<Self, CarbonError> {
+        let mut curves = if embedded_2020 {
+            Self::embedded_2020()?
+        } else {
+            Self::new()
+        };
+        for f in forecast_files {
+            curves = curves.merge(Self::from_gsf_forecast_file(f)?);
+        }
+        for (zone, file) in csv_files {
+            curves = curves.merge(Self::from_csv_file(&zone, file)?);
+        }
+        let constants: Vec<(String, f64)> = constants.into_iter().collect();
+        if !constants.is_empty() {
+            curves = curves.merge(Self::static_table(constants)?);
+        }
+        Ok(curves)
+    }
+
     /// All zones of `self` and `other`; `other`'s curve wins for a zone in both.
     pub fn merge(mut self, other: Self) -> Self {
         self.zones.extend(other.zones);

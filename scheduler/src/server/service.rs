@@ -7,13 +7,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use chrono::{Datelike, TimeZone, Utc};
-use kepler_client::carbon::{CarbonIntensitySource, PrometheusCarbon};
+use kepler_client::carbon::{CarbonCurves, CarbonIntensitySource, PrometheusCarbon};
 use kepler_client::latency::LatencyMatrix;
 use kepler_client::refresher::Clock;
 use kepler_client::{PrometheusSource, Refresher, SimulatedFleet, TelemetrySource};
 use optimizer::power::{CurvePowerModel, FallbackPowerModel};
 
-use crate::carbon_args::load_curves;
 use crate::config::{Config, NodeProfile};
 use crate::extender::Extender;
 use crate::extender::events::{EventOptions, EventSink, KubeEvents, NoEvents};
@@ -120,8 +119,7 @@ pub fn demo(config: Config) -> Result<Parts> {
     let fleet = SimulatedFleet::embedded(42);
     let config = demo_config(config, &fleet);
     let nodes: Arc<dyn NodeSource> = Arc::new(DemoNodes::new(&fleet, &config));
-    let carbon =
-        Arc::new(load_curves(true, &[], &[], Vec::new()).context("embedded carbon curves")?);
+    let carbon = Arc::new(CarbonCurves::embedded_2020().context("embedded carbon curves")?);
     let clock: Clock = Arc::new(|| {
         let now = Utc::now();
         let day = now.ordinal0().min(364);
@@ -226,17 +224,12 @@ pub fn sources(
 
 /// The curves of `carbon`'s files and constants (everything but `carbon.prometheus`).
 pub fn curves(carbon: &crate::config::CarbonConfig) -> Result<kepler_client::carbon::CarbonCurves> {
-    let csv: Vec<_> = carbon
-        .csv_files
-        .iter()
-        .map(|(z, f)| (z.clone(), f.clone()))
-        .collect();
-    let statics = carbon
-        .static_g_per_kwh
-        .iter()
-        .map(|(z, g)| (z.clone(), *g))
-        .collect();
-    load_curves(carbon.embedded2020, &carbon.forecast_files, &csv, statics)
+    Ok(CarbonCurves::load(
+        carbon.embedded2020,
+        &carbon.forecast_files,
+        carbon.csv_files.iter().map(|(z, f)| (z.clone(), f.clone())),
+        carbon.static_g_per_kwh.iter().map(|(z, g)| (z.clone(), *g)),
+    )?)
 }
 
 /// The carbon source `config.carbon` describes; a Prometheus metric reuses `source`'s
