@@ -3,15 +3,16 @@
 //! This crate is the service and the command line: it maps `kepler-client` telemetry into
 //! `optimizer` inputs and presents the results.
 
-pub mod carbon_args;
 pub mod commands;
 pub mod config;
 pub mod extender;
+pub mod fleet;
 pub mod node_rebalance;
 pub mod ocm;
 pub mod placement;
 pub mod preflight;
 pub mod report;
+pub mod runtime;
 pub mod server;
 pub mod shutdown;
 pub mod simulate;

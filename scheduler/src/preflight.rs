@@ -6,6 +6,7 @@
 //! does not load).
 //!
 //! [`Config::load`] checks the file alone (types, ranges); this reads what it points at.
+//! It may import `config`, `runtime` (the carbon curves) and `server` (TLS files).
 
 use std::fmt;
 use std::path::Path;
@@ -210,7 +211,7 @@ fn carbon_curves(config: &Config) -> Result<CarbonCurves, Finding> {
         CarbonCurves::from_csv_file(zone, f)
             .map_err(|e| finding(format!("carbon.csvFiles.{zone}"), e.to_string()))?;
     }
-    crate::server::service::curves(c).map_err(|e| finding("carbon", format!("{e:#}")))
+    crate::runtime::curves(c).map_err(|e| finding("carbon", format!("{e:#}")))
 }
 
 /// Warnings when no configured zone has an intensity `now`: every decision would fail

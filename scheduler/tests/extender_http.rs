@@ -13,7 +13,7 @@ use axum::http::{Request, StatusCode};
 use chrono::{DateTime, TimeZone, Utc};
 use kepler_client::{FleetSnapshot, TelemetryError, TelemetrySource};
 use scheduler::config::Config;
-use scheduler::server::service::{self, Service};
+use scheduler::runtime::{self, Service};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -36,7 +36,7 @@ fn noon() -> DateTime<Utc> {
 
 /// The demo extender on a fixed clock (2020-03-04 12:00 UTC).
 async fn demo(config: Config) -> Router {
-    let mut parts = service::demo(config).expect("demo parts");
+    let mut parts = runtime::demo(config).expect("demo parts");
     parts.clock = Arc::new(noon);
     Service::start(parts, Duration::from_secs(3600))
         .await
@@ -343,7 +343,7 @@ impl TelemetrySource for NoTelemetry {
 
 #[tokio::test]
 async fn missing_telemetry_fails_open_and_says_so() {
-    let mut parts = service::demo(Config::default()).expect("demo parts");
+    let mut parts = runtime::demo(Config::default()).expect("demo parts");
     parts.clock = Arc::new(noon);
     parts.telemetry = Arc::new(NoTelemetry);
     let app = Service::start(parts, Duration::from_secs(3600))
@@ -442,7 +442,7 @@ fn annotated(annotations: Value) -> String {
 async fn user_regions_never_block_a_pod() {
     // The demo's user regions are DE, FR and GB: FR users are 5 ms from the fr nodes,
     // 14 ms from gb and 17 ms from de.
-    let mut parts = service::demo(Config::default()).expect("demo parts");
+    let mut parts = runtime::demo(Config::default()).expect("demo parts");
     parts.clock = Arc::new(noon);
     let events = Arc::new(Recorded::default());
     parts.events = events.clone();
@@ -500,7 +500,7 @@ async fn user_regions_never_block_a_pod() {
 
 #[tokio::test]
 async fn a_known_region_without_latency_to_a_node_passes_it_and_says_so() {
-    let mut parts = service::demo(Config::default()).expect("demo parts");
+    let mut parts = runtime::demo(Config::default()).expect("demo parts");
     parts.clock = Arc::new(noon);
     // Nobody measured the latency from FR users to the gb cluster (its 8 nodes).
     parts

@@ -19,11 +19,12 @@ use chrono::{DateTime, TimeZone, Utc};
 use fake_apiserver::{Fake, PHASE_SELECTOR, container, node, pod, start};
 use scheduler::config::Config;
 use scheduler::extender::events::{EventOptions, EventSink, KubeEvents, PodEvent};
-use scheduler::extender::fleet::NodeFact;
-use scheduler::extender::sources::{KubeNodes, NodeSource};
+use scheduler::extender::metrics::EventMetrics as Metrics;
 use scheduler::extender::wire::Meta;
-use scheduler::server::metrics::Metrics;
-use scheduler::server::service::{self, Service};
+use scheduler::fleet::NodeFact;
+use scheduler::fleet::WatchMetrics;
+use scheduler::fleet::{KubeNodes, NodeSource};
+use scheduler::runtime::{self, Service};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -140,7 +141,7 @@ async fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
 async fn kube_nodes_lists_watches_and_sums_requests() {
     let (fake, gate, _client) = start(false).await;
     seed(&fake);
-    let metrics = Metrics::new().unwrap();
+    let metrics = WatchMetrics::register(&prometheus::Registry::new()).unwrap();
     let source = KubeNodes::spawn(fake.kube_config(), &metrics).unwrap();
 
     eventually(5, "the node list", || fake.data().node_lists > 0).await;
@@ -264,12 +265,12 @@ fn noon() -> DateTime<Utc> {
 
 /// The demo extender on a fixed clock, writing events through `client`.
 async fn extender(config: Config, client: kube::Client) -> (Router, Metrics) {
-    let mut parts = service::demo(config.clone()).expect("demo parts");
+    let mut parts = runtime::demo(config.clone()).expect("demo parts");
     parts.clock = Arc::new(noon);
     let mut options = EventOptions::from_config(&config.events);
     options.instance = "ecoplace-7f9c-test".into();
-    parts.events = Arc::new(KubeEvents::spawn(client, options, parts.metrics.clone()));
-    let metrics = parts.metrics.clone();
+    let metrics = parts.event_metrics.clone();
+    parts.events = Arc::new(KubeEvents::spawn(client, options, metrics.clone()));
     let svc = Service::start(parts, Duration::from_secs(3600))
         .await
         .expect("starts");
@@ -419,7 +420,7 @@ fn event(ns: &str, name: &str) -> PodEvent {
         uid: format!("uid-{name}"),
         ..Meta::default()
     };
-    let w = scheduler::extender::policy::AnnotationWarning {
+    let w = scheduler::fleet::policy::AnnotationWarning {
         annotation: "ecoplace.io/skip",
         value: "maybe".into(),
         reason: "expected true or false".into(),
@@ -430,7 +431,7 @@ fn event(ns: &str, name: &str) -> PodEvent {
 #[tokio::test(flavor = "current_thread")]
 async fn full_queue_drops_and_rejected_writes_count_as_failed() {
     let (fake, _gate, client) = start(true).await;
-    let metrics = Metrics::new().unwrap();
+    let metrics = Metrics::register(&prometheus::Registry::new()).unwrap();
     let mut options = EventOptions::from_config(&Config::default().events);
     options.queue = 2;
     let sink = KubeEvents::spawn(client, options, metrics.clone());

@@ -253,9 +253,10 @@ fn ecoplace_metric_names(text: &str) -> std::collections::BTreeSet<String> {
 
 #[test]
 fn dashboard_and_alerts_use_exported_metrics() {
-    // The service's metrics and the OCM publisher's (registered in the same registry).
+    // Every component's metrics (registered in the same registry).
     let exported: std::collections::BTreeSet<String> = [
-        "scheduler/src/server/metrics.rs",
+        "scheduler/src/extender/metrics.rs",
+        "scheduler/src/fleet/metrics.rs",
         "scheduler/src/ocm/metrics.rs",
     ]
     .iter()

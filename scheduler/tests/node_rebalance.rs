@@ -17,7 +17,7 @@ use optimizer::power::CurvePowerModel;
 use scheduler::config::Config;
 use scheduler::node_rebalance::evict::{self, Outcome, Pace};
 use scheduler::node_rebalance::{NodeRebalance, plan_live};
-use scheduler::server::service;
+use scheduler::runtime;
 use scheduler::shutdown::Shutdown;
 use serde_json::{Value, json};
 
@@ -63,7 +63,7 @@ fn seed(f: &Fake) {
 
 /// The plan at noon on 10 March 2020 with the demo's config, telemetry and carbon curves.
 async fn plan(client: &kube::Client) -> NodeRebalance {
-    let parts = service::demo(Config::default()).unwrap();
+    let parts = runtime::demo(Config::default()).unwrap();
     let config = Arc::new(parts.config);
     let at = Utc.with_ymd_and_hms(2020, 3, 10, 12, 0, 0).unwrap();
     let power = CurvePowerModel::new();

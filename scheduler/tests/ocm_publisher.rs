@@ -21,7 +21,8 @@ use kepler_client::{FleetSnapshot, Refresher, TelemetryError, TelemetrySource};
 use ocm_hub::{Hub, MC, managed_cluster, score_path, start};
 use optimizer::power::CurvePowerModel;
 use scheduler::config::Config;
-use scheduler::ocm::LeaseConfig;
+use scheduler::config::LeaseConfig;
+use scheduler::ocm::OcmSettings;
 use scheduler::ocm::leader::Leadership;
 use scheduler::ocm::metrics::OcmMetrics;
 use scheduler::ocm::publisher::Publisher;
@@ -120,7 +121,7 @@ async fn publisher(client: kube::Client, config: Config) -> Publisher {
         client,
         refresher,
         carbon: Arc::new(carbon),
-        config: Arc::new(config),
+        settings: Arc::new(OcmSettings::of(&config)),
         clock: Arc::new(Utc::now),
         power: Arc::new(CurvePowerModel::new()),
         metrics: ocm_metrics(),
@@ -368,7 +369,7 @@ async fn only_the_lease_holder_publishes_and_a_peer_takes_over() {
             client: p.client.clone(),
             refresher: Arc::clone(&p.refresher),
             carbon: Arc::clone(&p.carbon),
-            config: Arc::clone(&p.config),
+            settings: Arc::clone(&p.settings),
             clock: Arc::clone(&p.clock),
             power: Arc::clone(&p.power),
             metrics: p.metrics.clone(),
@@ -480,7 +481,7 @@ async fn running_publisher_never_refreshes_scores_from_stale_telemetry_and_recov
         client,
         refresher: Arc::clone(&refresher),
         carbon: Arc::new(carbon),
-        config: Arc::new(config),
+        settings: Arc::new(OcmSettings::of(&config)),
         clock: Arc::new(Utc::now),
         power: Arc::new(CurvePowerModel::new()),
         metrics: metrics.clone(),
@@ -597,7 +598,7 @@ async fn running_publisher_never_refreshes_scores_from_stale_telemetry_and_recov
 /// The publisher's metrics in a registry of their own.
 fn ocm_metrics() -> OcmMetrics {
     let registry = prometheus::Registry::new();
-    let carbon = scheduler::server::metrics::CarbonGauges::register(&registry).unwrap();
+    let carbon = scheduler::fleet::CarbonGauges::register(&registry).unwrap();
     OcmMetrics::register(&registry, &carbon).unwrap()
 }
 
@@ -620,8 +621,8 @@ async fn metrics_text(app: axum::Router) -> String {
 
 #[tokio::test]
 async fn ocm_scores_metrics_export_the_age_of_its_snapshot() {
+    use prometheus::Registry;
     use scheduler::commands::ocm_scores;
-    use scheduler::server::metrics::Metrics;
     let now = Utc::now();
     let refresher = Arc::new(Refresher::spawn(
         Arc::new(Fixed(snapshot(now - chrono::Duration::seconds(100)))),
@@ -632,9 +633,10 @@ async fn ocm_scores_metrics_export_the_age_of_its_snapshot() {
     let read = Arc::clone(&clock);
     let app = ocm_scores::router(
         refresher,
-        Metrics::new().unwrap(),
+        Registry::new(),
         Arc::new(move || *read.lock().unwrap()),
-    );
+    )
+    .unwrap();
     let age = |text: String| {
         text.lines()
             .find_map(|l| l.strip_prefix("ecoplace_telemetry_age_seconds "))
@@ -652,6 +654,6 @@ async fn ocm_scores_metrics_export_the_age_of_its_snapshot() {
         Duration::from_secs(3600),
     ));
     refresher.first_attempt().await;
-    let app = ocm_scores::router(refresher, Metrics::new().unwrap(), Arc::new(move || now));
+    let app = ocm_scores::router(refresher, Registry::new(), Arc::new(move || now)).unwrap();
     assert_eq!(age(metrics_text(app).await), "-1");
 }

@@ -12,8 +12,8 @@ use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
 use scheduler::config::{Config, PlacementConfig};
 use scheduler::placement::Placer;
+use scheduler::runtime::{self, Service};
 use scheduler::server::placement;
-use scheduler::server::service::{self, Service};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -342,7 +342,7 @@ async fn rebalance_threshold_filters_moves_and_needs_current_placements() {
 
 #[tokio::test]
 async fn the_service_router_serves_the_placement_routes() {
-    let parts = service::demo(Config::default()).expect("demo parts");
+    let parts = runtime::demo(Config::default()).expect("demo parts");
     let router = Service::start(parts, Duration::from_secs(3600))
         .await
         .expect("service starts")

@@ -20,9 +20,18 @@ use axum::http::{Request, StatusCode};
 use chrono::{DateTime, TimeZone, Utc};
 use fake_apiserver::{Fake, container, node, pod, start};
 use scheduler::config::Config;
-use scheduler::extender::sources::KubeNodes;
-use scheduler::server::metrics::Metrics;
-use scheduler::server::service::{self, Service};
+use scheduler::extender::metrics::ExtenderMetrics;
+use scheduler::fleet::KubeNodes;
+use scheduler::fleet::{ViewMetrics, WatchMetrics};
+
+/// The metrics the tests read: the extender's, the watches' and the view's.
+#[derive(Clone)]
+struct Metrics {
+    extender: ExtenderMetrics,
+    watch: WatchMetrics,
+    view: ViewMetrics,
+}
+use scheduler::runtime::{self, Service};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -69,18 +78,23 @@ fn seed(f: &Fake) {
 async fn extender(fake: &Fake, grace_s: f64) -> (Router, Metrics) {
     let mut config = Config::default();
     config.kubernetes.watch_stale_after_seconds = grace_s;
-    let mut parts = service::demo(config).expect("demo parts");
+    let mut parts = runtime::demo(config).expect("demo parts");
     parts
         .config
         .topology
         .carbon_zones
         .insert("fr".into(), "FR".into());
     parts.clock = Arc::new(noon);
-    let metrics = parts.metrics.clone();
-    parts.nodes = Arc::new(KubeNodes::spawn(fake.kube_config(), &metrics).expect("watches"));
+    let watch = parts.watch_metrics.clone();
+    parts.nodes = Arc::new(KubeNodes::spawn(fake.kube_config(), &watch).expect("watches"));
     let svc = Service::start(parts, Duration::from_millis(100))
         .await
         .expect("starts");
+    let metrics = Metrics {
+        extender: svc.extender.metrics().clone(),
+        watch,
+        view: svc.view_metrics.clone(),
+    };
     (svc.router(), metrics)
 }
 
@@ -157,33 +171,38 @@ fn check_calls(seen: &[(StatusCode, Duration)]) -> (usize, Duration) {
 }
 
 fn fail_open(m: &Metrics, reason: &str) -> u64 {
-    m.fail_open.with_label_values(&[reason]).get()
+    m.extender.fail_open.with_label_values(&[reason]).get()
 }
 
 fn failing_open(m: &Metrics) -> u64 {
     ["filter", "prioritize"]
         .iter()
-        .map(|v| m.decisions.with_label_values(&[v, "fail_open"]).get())
+        .map(|v| {
+            m.extender
+                .decisions
+                .with_label_values(&[v, "fail_open"])
+                .get()
+        })
         .sum()
 }
 
 fn scored(m: &Metrics) -> u64 {
     ["filter", "prioritize"]
         .iter()
-        .map(|v| m.decisions.with_label_values(&[v, "scored"]).get())
+        .map(|v| m.extender.decisions.with_label_values(&[v, "scored"]).get())
         .sum()
 }
 
 fn up(m: &Metrics, watch: &str) -> i64 {
-    m.watch_up.with_label_values(&[watch]).get()
+    m.watch.watch_up.with_label_values(&[watch]).get()
 }
 
 fn errors(m: &Metrics, watch: &str) -> u64 {
-    m.watch_errors.with_label_values(&[watch]).get()
+    m.watch.watch_errors.with_label_values(&[watch]).get()
 }
 
 fn known(m: &Metrics) -> f64 {
-    m.nodes_known.get()
+    m.view.nodes_known.get()
 }
 
 /// Starts the fake and the extender, waits for the watches to sync and scored decisions.

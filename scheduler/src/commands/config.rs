@@ -45,10 +45,9 @@ pub fn run(args: ConfigArgs) -> Result<ExitCode> {
                 .map_err(|e| e.to_string())
                 .map(|c| match verb {
                     // As `serve --demo` runs it: with the demo fleet's topology.
-                    preflight::Verb::Demo => crate::server::service::demo_config(
-                        c,
-                        &kepler_client::SimulatedFleet::embedded(42),
-                    ),
+                    preflight::Verb::Demo => {
+                        crate::runtime::demo_config(c, &kepler_client::SimulatedFleet::embedded(42))
+                    }
                     _ => c,
                 })
                 .and_then(|c| {

@@ -1,5 +1,8 @@
-//! One module per `ecoplace` subcommand.
+//! One module per `ecoplace` subcommand, and the arguments several share ([`args`]). They
+//! only wire the other rooms to the command line (start-up itself is `runtime`'s); nothing
+//! else imports `commands`.
 
+pub mod args;
 pub mod config;
 pub mod ocm_scores;
 pub mod place;

@@ -4,20 +4,18 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use axum::routing::get;
 use kepler_client::Refresher;
 use kepler_client::refresher::Clock;
+use prometheus::Registry;
 
-use crate::ocm::{self, metrics::OcmMetrics};
+use crate::fleet::metrics::telemetry_age_gauge;
 use crate::preflight;
-use crate::server::metrics::Metrics;
-use crate::server::service;
+use crate::runtime::OcmScores;
 use crate::shutdown::{RELEASE_TIMEOUT, Shutdown};
 
 /// Arguments of `ecoplace ocm-scores`.
@@ -36,30 +34,13 @@ pub async fn run(args: OcmScoresArgs) -> Result<()> {
     let shutdown = Shutdown::on_signals().context("installing the SIGTERM/SIGINT handlers")?;
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let config = Arc::new(preflight::load(&args.config, preflight::Verb::OcmScores)?);
-    let (source, carbon) = service::sources(&config, "for the score publisher")?;
-    let client = kube::Client::try_default()
-        .await
-        .context("connecting to the hub apiserver (in-cluster or KUBECONFIG)")?;
-    let clock: Clock = Arc::new(chrono::Utc::now);
-    let refresher = Arc::new(Refresher::spawn_with_clock(
-        Arc::new(source),
-        Duration::from_secs_f64(config.telemetry.refresh_seconds),
-        clock.clone(),
-    ));
-    refresher.first_attempt().await;
-    let metrics = Metrics::new().context("registering metrics")?;
-    let ocm_metrics =
-        OcmMetrics::register(metrics.registry(), &metrics.carbon).context("registering metrics")?;
-    let publishing = ocm::spawn(ocm::Inputs {
-        client,
-        refresher: Arc::clone(&refresher),
-        carbon,
-        config: Arc::clone(&config),
-        clock: clock.clone(),
-        metrics: ocm_metrics,
-    })
-    .await?;
-    let app = router(refresher, metrics, clock);
+    let OcmScores {
+        refresher,
+        publishing,
+        registry,
+        clock,
+    } = OcmScores::start(config).await?;
+    let app = router(refresher, registry, clock).context("registering metrics")?;
     let addr: SocketAddr = args
         .listen
         .parse()
@@ -83,12 +64,18 @@ pub async fn run(args: OcmScoresArgs) -> Result<()> {
     Ok(())
 }
 
-/// `/healthz`, `/readyz` (ready while telemetry has a snapshot) and `/metrics`, where
-/// `ecoplace_telemetry_age_seconds` is the snapshot's age at each scrape by `clock` (−1:
-/// no snapshot).
-pub fn router(refresher: Arc<Refresher>, metrics: Metrics, clock: Clock) -> Router {
+/// `/healthz`, `/readyz` (ready while telemetry has a snapshot) and `/metrics` rendering
+/// `registry`, where `ecoplace_telemetry_age_seconds` (registered here) is the snapshot's
+/// age at each scrape by `clock` (−1: no snapshot).
+pub fn router(
+    refresher: Arc<Refresher>,
+    registry: Registry,
+    clock: Clock,
+) -> Result<Router, prometheus::Error> {
+    let telemetry_age = telemetry_age_gauge()?;
+    registry.register(Box::new(telemetry_age.clone()))?;
     let ready = Arc::clone(&refresher);
-    Router::new()
+    Ok(Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
@@ -114,11 +101,9 @@ pub fn router(refresher: Arc<Refresher>, metrics: Metrics, clock: Clock) -> Rout
                     .snapshot
                     .as_ref()
                     .map_or(-1.0, |s| s.age_s(clock()));
-                metrics.telemetry_age.set(age);
-                let body = metrics.render();
-                async move {
-                    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
-                }
+                telemetry_age.set(age);
+                let reply = crate::server::metrics_response(&registry);
+                async move { reply }
             }),
-        )
+        ))
 }

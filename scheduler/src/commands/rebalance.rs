@@ -15,7 +15,7 @@ use crate::node_rebalance::evict::{self, Outcome, Pace};
 use crate::node_rebalance::plan_live;
 use crate::placement::{PlacementRequest, Placer};
 use crate::preflight;
-use crate::server::service;
+use crate::runtime;
 use crate::shutdown::Shutdown;
 
 /// Why `--execute` is refused at cluster level.
@@ -104,13 +104,13 @@ async fn nodes(args: RebalanceArgs) -> Result<ExitCode> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let path = args.config.as_deref().context("--nodes needs --config")?;
     let config = Arc::new(preflight::load(path, preflight::Verb::Rebalance)?);
-    let (source, carbon) = service::sources(&config, "with --nodes")?;
+    let (source, carbon) = runtime::sources(&config, "with --nodes")?;
     let kube_config = kube::Config::infer()
         .await
         .context("finding the Kubernetes apiserver (in-cluster or KUBECONFIG)")?;
     let client = kube::Client::try_from(kube_config.clone())
         .context("connecting to the Kubernetes apiserver")?;
-    let power = service::power_model(&config);
+    let power = runtime::power_model(&config);
     let min_gain = args.min_gain.unwrap_or(config.placement.min_gain);
     let planned = plan_live(
         &client,

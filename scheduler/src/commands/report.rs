@@ -7,8 +7,7 @@ use chrono::{DateTime, Utc};
 use kepler_client::PrometheusSource;
 use kepler_client::accounting::GroupBy;
 
-use crate::carbon_args::{CarbonArgs, cluster_zones};
-use crate::commands::telemetry::ConnectionArgs;
+use super::args::{CarbonArgs, ConnectionArgs, cluster_zones};
 use crate::report::sustainability::{self, Inputs, ReportRequest};
 
 /// Output format of the report.

@@ -10,7 +10,7 @@ use axum::serve::ListenerExt;
 
 use crate::config::Config;
 use crate::preflight;
-use crate::server::service::{self, Service};
+use crate::runtime::{self, Service};
 use crate::shutdown::{RELEASE_TIMEOUT, Shutdown};
 
 /// Arguments of `ecoplace serve`.
@@ -56,37 +56,20 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         None => None,
     };
     let parts = if args.demo {
-        let parts = service::demo(config)?;
+        let parts = runtime::demo(config)?;
         preflight::ready(&parts.config, &file, preflight::Verb::Demo)?;
         parts
     } else {
-        service::live(config).await?
+        runtime::live(config).await?
     };
     if parts.config.ocm.enabled && args.demo {
         tracing::warn!("ocm.enabled is ignored with --demo: the score publisher needs an OCM hub");
     }
-    let ocm_parts = (parts.config.ocm.enabled && !args.demo)
-        .then(|| (parts.carbon.clone(), parts.clock.clone()));
+    let with_ocm = parts.config.ocm.enabled && !args.demo;
     let svc = Service::start(parts, Duration::from_secs(1)).await?;
-    let ocm = match ocm_parts {
-        Some((carbon, clock)) => Some(
-            crate::ocm::spawn(crate::ocm::Inputs {
-                client: kube::Client::try_default()
-                    .await
-                    .context("ocm: connecting to the hub apiserver")?,
-                refresher: Arc::clone(&svc.refresher),
-                carbon,
-                config: Arc::clone(&svc.config),
-                clock,
-                metrics: crate::ocm::metrics::OcmMetrics::register(
-                    svc.extender.metrics().registry(),
-                    &svc.extender.metrics().carbon,
-                )
-                .context("ocm: registering metrics")?,
-            })
-            .await?,
-        ),
-        None => None,
+    let ocm = match with_ocm {
+        true => Some(svc.spawn_ocm().await?),
+        false => None,
     };
     // On the signal the publisher stops and releases its Lease while the listeners drain.
     let ocm_stopped = ocm.map(|publishing| {
@@ -105,7 +88,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("extender.probesListen: binding {addr}"))?;
-        let probes_app = crate::server::probes_router(Arc::clone(&svc.extender));
+        let probes_app =
+            crate::server::probes_router(Arc::clone(&svc.extender), svc.registry.clone());
         eprintln!("ecoplace probes and metrics on http://{addr}");
         let shutdown = shutdown.clone();
         probes_stopped = Some(tokio::spawn(async move {

@@ -6,15 +6,11 @@ use std::fmt::Write as _;
 use anyhow::{Context, Result};
 use chrono::{DateTime, TimeZone, Utc};
 use kepler_client::carbon::{CarbonCurves, CarbonIntensitySource};
-use kepler_client::prom::Endpoint;
-use kepler_client::{
-    FleetSnapshot, KeplerSchema, PowerZone, PrometheusConfig, PrometheusSource, Reading,
-    SimulatedFleet, TelemetrySource,
-};
+use kepler_client::{FleetSnapshot, PrometheusSource, Reading, SimulatedFleet, TelemetrySource};
 use serde::Serialize;
 
-use crate::carbon_args::{CarbonArgs, cluster_zones};
-use crate::commands::training;
+use super::args::{CarbonArgs, ConnectionArgs, cluster_zones};
+use super::training;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -71,64 +67,6 @@ pub enum TelemetryCommand {
     /// Write per-node CPU utilisation and power history as CSV, to train the power model.
     #[command(after_long_help = training::AFTER_HELP)]
     ExportTrainingData(training::ExportArgs),
-}
-
-/// Connection and schema flags shared by every command that reads Kepler from Prometheus.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ConnectionArgs {
-    /// File with a bearer token for Prometheus/Thanos.
-    #[arg(long)]
-    pub bearer_token_file: Option<String>,
-    /// PEM file with CA certificates to trust.
-    #[arg(long)]
-    pub ca_file: Option<String>,
-    /// PEM file with a client certificate and key.
-    #[arg(long)]
-    pub client_cert_file: Option<String>,
-    /// Per-query timeout, seconds.
-    #[arg(long, default_value_t = 5.0)]
-    pub timeout_s: f64,
-    /// Force a Kepler schema (`v0.10` or `v0.7`) instead of detecting it.
-    #[arg(long)]
-    pub schema: Option<KeplerSchema>,
-    /// Power zone to read (`package`, `psys`, `dram`, ...).
-    #[arg(long, default_value = "package")]
-    pub zone: String,
-    /// Label that splits series by cluster.
-    #[arg(long, default_value = "cluster")]
-    pub cluster_label: String,
-    /// Label holding the node name (default: `node_name`, or `instance` for v0.7).
-    #[arg(long)]
-    pub node_label: Option<String>,
-    /// Thanos Query: deduplicate replicas.
-    #[arg(long)]
-    pub thanos_dedup: bool,
-    /// Thanos Query: accept partial responses.
-    #[arg(long)]
-    pub thanos_partial_response: bool,
-}
-
-impl ConnectionArgs {
-    /// The Prometheus source settings for the store at `url`.
-    pub fn config(&self, url: &str) -> PrometheusConfig {
-        PrometheusConfig {
-            endpoint: Endpoint {
-                url: url.to_string(),
-                bearer_token_file: self.bearer_token_file.clone(),
-                ca_file: self.ca_file.clone(),
-                client_cert_file: self.client_cert_file.clone(),
-                timeout_s: self.timeout_s,
-                thanos_dedup: self.thanos_dedup.then_some(true),
-                thanos_partial_response: self.thanos_partial_response.then_some(true),
-                ..Endpoint::default()
-            },
-            schema: self.schema,
-            zone: PowerZone(self.zone.clone()),
-            cluster_label: self.cluster_label.clone(),
-            node_label: self.node_label.clone(),
-            ..PrometheusConfig::default()
-        }
-    }
 }
 
 /// A cluster's grid carbon intensity at the snapshot time, or why it is unknown.
@@ -401,6 +339,7 @@ pub fn render_table(view: &TelemetryView, top: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::training::ExportArgs;
     use super::*;
     use clap::Parser;
 
@@ -408,6 +347,56 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         args: TelemetryArgs,
+    }
+
+    fn export(argv: &[&str]) -> Result<ExportArgs, clap::Error> {
+        let mut full = vec!["x", "export-training-data"];
+        full.extend(argv);
+        match Cli::try_parse_from(full)?.args.command {
+            Some(TelemetryCommand::ExportTrainingData(a)) => Ok(a),
+            None => panic!("no subcommand parsed"),
+        }
+    }
+
+    #[test]
+    fn subcommand_parses_with_shared_connection_flags() {
+        let a = export(&[
+            "--prometheus",
+            "http://p:9090",
+            "--from",
+            "2020-03-02T00:00:00Z",
+            "--to",
+            "2020-03-02T03:00:00+01:00",
+            "--step",
+            "5m",
+            "--zone",
+            "psys",
+            "--thanos-dedup",
+            "--max-watts",
+            "std-x86=310",
+            "--cpu-cores-query",
+            "none",
+        ])
+        .unwrap();
+        assert_eq!(a.connection.config(&a.prometheus).zone.0, "psys");
+        assert_eq!(
+            a.connection.config(&a.prometheus).endpoint.thanos_dedup,
+            Some(true)
+        );
+        let spec = a.export().unwrap();
+        assert_eq!((spec.step_s, spec.window()), (300, 300));
+        assert_eq!(spec.to.to_rfc3339(), "2020-03-02T02:00:00+00:00");
+        assert!(spec.cpu_cores.is_none());
+        assert_eq!(spec.max_watts["std-x86"], 310.0);
+        assert_eq!(a.output, "-");
+        assert!(export(&["--prometheus", "http://p", "--from", "2020-03-02"]).is_err());
+        // The fleet view keeps working without the subcommand.
+        let demo = Cli::try_parse_from(["x", "--demo"]).unwrap().args;
+        assert!(demo.demo && demo.command.is_none());
+        assert!(
+            Cli::try_parse_from(["x"]).is_err(),
+            "--prometheus or --demo"
+        );
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use kepler_client::training::{
     TrainingExport, export_training_data,
 };
 
-use crate::commands::telemetry::ConnectionArgs;
+use super::args::ConnectionArgs;
 
 /// The long help's tail: the CSV columns, where each comes from, and missing-data rules.
 pub const AFTER_HELP: &str = "\
@@ -188,65 +188,6 @@ pub async fn run(args: ExportArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::telemetry::{TelemetryArgs, TelemetryCommand};
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: TelemetryArgs,
-    }
-
-    fn export(argv: &[&str]) -> Result<ExportArgs, clap::Error> {
-        let mut full = vec!["x", "export-training-data"];
-        full.extend(argv);
-        match Cli::try_parse_from(full)?.args.command {
-            Some(TelemetryCommand::ExportTrainingData(a)) => Ok(a),
-            None => panic!("no subcommand parsed"),
-        }
-    }
-
-    #[test]
-    fn subcommand_parses_with_shared_connection_flags() {
-        let a = export(&[
-            "--prometheus",
-            "http://p:9090",
-            "--from",
-            "2020-03-02T00:00:00Z",
-            "--to",
-            "2020-03-02T03:00:00+01:00",
-            "--step",
-            "5m",
-            "--zone",
-            "psys",
-            "--thanos-dedup",
-            "--max-watts",
-            "std-x86=310",
-            "--cpu-cores-query",
-            "none",
-        ])
-        .unwrap();
-        assert_eq!(a.connection.config(&a.prometheus).zone.0, "psys");
-        assert_eq!(
-            a.connection.config(&a.prometheus).endpoint.thanos_dedup,
-            Some(true)
-        );
-        let spec = a.export().unwrap();
-        assert_eq!((spec.step_s, spec.window()), (300, 300));
-        assert_eq!(spec.to.to_rfc3339(), "2020-03-02T02:00:00+00:00");
-        assert!(spec.cpu_cores.is_none());
-        assert_eq!(spec.max_watts["std-x86"], 310.0);
-        assert_eq!(a.output, "-");
-        assert!(export(&["--prometheus", "http://p", "--from", "2020-03-02"]).is_err());
-        // The fleet view keeps working without the subcommand.
-        let demo = Cli::try_parse_from(["x", "--demo"]).unwrap().args;
-        assert!(demo.demo && demo.command.is_none());
-        assert!(
-            Cli::try_parse_from(["x"]).is_err(),
-            "--prometheus or --demo"
-        );
-    }
-
     #[test]
     fn durations_and_max_watts_are_checked() {
         assert_eq!(parse_duration_s("90"), Ok(90));

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::{Checked, field};
+
 /// Mapping from node labels to carbon zones and user-region latency.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields, rename_all = "camelCase")]
@@ -92,12 +94,11 @@ impl TopologyConfig {
             .collect()
     }
 
-    /// Semantic checks; `(field path below topology, reason)`.
-    pub(super) fn check(&self) -> Result<(), (String, String)> {
-        let field = |p: String, r: String| Err((p, r));
+    /// Semantic checks; the field path below `topology`.
+    pub fn check(&self) -> Checked {
         if let Some((a, b)) = case_twins(self.carbon_zones.keys()) {
             return field(
-                format!("carbonZones.{b}"),
+                &format!("carbonZones.{b}"),
                 format!(
                     "`{b}` and `{a}` differ only by case (region names match case-insensitively)"
                 ),
@@ -105,7 +106,7 @@ impl TopologyConfig {
         }
         if let Some((a, b)) = case_twins(self.latency_ms.keys()) {
             return field(
-                format!("latencyMs.{b}"),
+                &format!("latencyMs.{b}"),
                 format!(
                     "`{b}` and `{a}` differ only by case (region names match case-insensitively)"
                 ),
@@ -114,7 +115,7 @@ impl TopologyConfig {
         for (region, row) in &self.latency_ms {
             if let Some((a, b)) = case_twins(row.keys()) {
                 return field(
-                    format!("latencyMs.{region}.{b}"),
+                    &format!("latencyMs.{region}.{b}"),
                     format!(
                         "user regions `{b}` and `{a}` differ only by case (they match case-insensitively)"
                     ),
@@ -123,7 +124,7 @@ impl TopologyConfig {
             for (user, ms) in row {
                 if !(ms.is_finite() && *ms >= 0.0) {
                     return field(
-                        format!("latencyMs.{region}.{user}"),
+                        &format!("latencyMs.{region}.{user}"),
                         format!("{ms} is not a latency in ms"),
                     );
                 }

@@ -7,10 +7,10 @@ use std::borrow::Cow;
 use optimizer::cost::Infeasibility;
 use optimizer::{Objectives, PowerModel, Resources, Target, Workload, score_targets};
 
-use super::fleet::{FailOpen, FleetView, NodeFact, target};
-use super::policy::{self, AnnotationWarning, PodPolicy};
 use super::reply::{self, Failed, Passing, Reply};
 use super::wire::{Candidates, Request, write_priorities};
+use crate::fleet::policy::{self, AnnotationWarning, PodPolicy};
+use crate::fleet::{FailOpen, FleetView, target};
 
 /// Score given to nodes ecoplace knows nothing about, and to every node when failing open.
 pub const NEUTRAL_SCORE: i64 = 5;
@@ -170,7 +170,7 @@ fn candidate_names<'a>(req: &'a Request<'_>) -> Vec<(&'a str, bool)> {
 /// Decides filter verdicts and scores for `req` on `view`.
 pub fn decide<'a>(view: &FleetView, req: &'a Request<'_>, power: &dyn PowerModel) -> Decision<'a> {
     let names = candidate_names(req);
-    let config = &view.inputs.config;
+    let config = &view.inputs.settings;
     let (policy, warnings) = policy::resolve(
         &config.policy,
         &config.topology,
@@ -221,7 +221,7 @@ pub fn decide<'a>(view: &FleetView, req: &'a Request<'_>, power: &dyn PowerModel
                         .get(&n.metadata.name)
                         .copied()
                         .unwrap_or_default();
-                    target(&NodeFact::from_node(n, allocated), &view.inputs)
+                    target(&n.fact(allocated), &view.inputs)
                 })
                 .collect();
             known = built.iter().collect();

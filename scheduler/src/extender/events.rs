@@ -13,10 +13,10 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::decide::Verdict;
-use super::policy::AnnotationWarning;
+use super::metrics::EventMetrics;
 use super::wire::Meta;
 use crate::config::EventsConfig;
-use crate::server::metrics::Metrics;
+use crate::fleet::policy::AnnotationWarning;
 
 /// Reason of the warning written when a pod's `ecoplace.io/*` annotation is ignored.
 pub const ANNOTATION_IGNORED: &str = "EcoplaceAnnotationIgnored";
@@ -178,12 +178,12 @@ impl EventOptions {
 #[derive(Debug, Clone)]
 pub struct KubeEvents {
     tx: mpsc::Sender<PodEvent>,
-    metrics: Metrics,
+    metrics: EventMetrics,
 }
 
 impl KubeEvents {
     /// Starts the writer on `client` (needs a Tokio runtime); results go to `metrics`.
-    pub fn spawn(client: Client, options: EventOptions, metrics: Metrics) -> Self {
+    pub fn spawn(client: Client, options: EventOptions, metrics: EventMetrics) -> Self {
         let (tx, rx) = mpsc::channel(options.queue.max(1));
         let reporter = Reporter {
             controller: CONTROLLER.into(),
@@ -213,7 +213,7 @@ struct Writer {
     recorder: Recorder,
     limiter: PodLimiter,
     bucket: TokenBucket,
-    metrics: Metrics,
+    metrics: EventMetrics,
 }
 
 impl Writer {

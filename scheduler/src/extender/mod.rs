@@ -1,14 +1,11 @@
-//! The kube-scheduler extender: wire format, pod policy, the fleet view and decisions.
-//! HTTP lives in [`crate::server`]; this module turns a request body into a reply.
+//! The kube-scheduler extender: the wire format, decisions on the current fleet view,
+//! replies and pod Events. It turns a request body into a reply; HTTP lives in
+//! `server`, the fleet view in `fleet`. It may import `config` and `fleet`.
 
 pub mod decide;
 pub mod events;
-pub mod fleet;
-pub mod policy;
-pub mod quantity;
+pub mod metrics;
 pub mod reply;
-pub mod sources;
-pub mod watch_health;
 pub mod wire;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,10 +17,10 @@ use axum::body::Bytes;
 use optimizer::PowerModel;
 use serde::Serialize;
 
-use crate::server::metrics::Metrics;
+use crate::fleet::{FailOpen, FleetView};
 use decide::{Decision, decide};
 use events::{EventSink, PodEvent};
-use fleet::{FailOpen, FleetView};
+use metrics::ExtenderMetrics;
 use reply::Reply;
 use wire::{DecodeError, Echo, Request};
 
@@ -46,6 +43,25 @@ impl Verb {
     }
 }
 
+/// The extender's part of the configuration, taken once.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtenderSettings {
+    /// Internal deadline per call (`extender.deadlineMs`).
+    pub deadline: Duration,
+    /// Write an `EcoplacePreferred` Event per prioritized pod (`events.explain`).
+    pub explain: bool,
+}
+
+impl ExtenderSettings {
+    /// The extender's part of `config`.
+    pub fn of(config: &crate::config::Config) -> Self {
+        Self {
+            deadline: Duration::from_millis(config.extender.deadline_ms),
+            explain: config.events.explain,
+        }
+    }
+}
+
 /// The error body of a 400 reply.
 #[derive(Debug, Serialize)]
 pub struct ErrorBody {
@@ -57,9 +73,10 @@ pub struct ErrorBody {
 pub struct Extender {
     view: ArcSwap<FleetView>,
     power: Arc<dyn PowerModel>,
-    metrics: Metrics,
+    metrics: ExtenderMetrics,
     events: Arc<dyn EventSink>,
     deadline: Duration,
+    explain: bool,
 }
 
 impl std::fmt::Debug for Extender {
@@ -72,44 +89,27 @@ impl std::fmt::Debug for Extender {
 }
 
 impl Extender {
-    /// An extender starting from `view`, writing pod events to `events`.
+    /// An extender starting from `view`, writing pod events to `events` (with an
+    /// `EcoplacePreferred` explanation per prioritized pod when `explain`).
     pub fn new(
         view: FleetView,
         power: Arc<dyn PowerModel>,
-        metrics: Metrics,
+        metrics: ExtenderMetrics,
         events: Arc<dyn EventSink>,
-        deadline: Duration,
+        settings: ExtenderSettings,
     ) -> Self {
         Self {
             view: ArcSwap::from_pointee(view),
             power,
             metrics,
             events,
-            deadline,
+            deadline: settings.deadline,
+            explain: settings.explain,
         }
     }
 
-    /// Replaces the view (background updater).
+    /// Replaces the view (the fleet view updater's publish callback).
     pub fn publish(&self, view: FleetView) {
-        self.metrics.nodes_known.set(view.targets.len() as f64);
-        let age = view.telemetry_age_s(view.inputs.built_at).unwrap_or(-1.0);
-        self.metrics.telemetry_age.set(age);
-        self.metrics.carbon.set(
-            view.inputs
-                .carbon
-                .iter()
-                .map(|(zone, o)| (zone.as_str(), o.now_g_per_kwh)),
-            view.carbon_rates
-                .iter()
-                .map(|(node, zone, g)| ("node", node.as_str(), zone.as_str(), *g)),
-        );
-        for (region, &n) in &view.latency_unknown {
-            let n = i64::try_from(n).unwrap_or(i64::MAX);
-            self.metrics
-                .latency_unknown
-                .with_label_values(&[region.as_str()])
-                .set(n);
-        }
         self.view.store(Arc::new(view));
     }
 
@@ -119,7 +119,7 @@ impl Extender {
     }
 
     /// Metrics.
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &ExtenderMetrics {
         &self.metrics
     }
 
@@ -183,7 +183,7 @@ impl Extender {
         let view = self.view.load();
         let decision = decide(&view, &req, self.power.as_ref());
         progress.check()?;
-        self.account(verb, &req, &decision, view.inputs.config.events.explain);
+        self.account(verb, &req, &decision, self.explain);
         let reply = match verb {
             Verb::Filter => decision.filter_reply(&req, body),
             Verb::Prioritize => {

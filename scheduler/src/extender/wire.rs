@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::Verb;
-use super::quantity::{self, QuantityError};
+use crate::fleet::quantity::QuantityError;
+use crate::fleet::{NodeFact, PodRequests};
 
 /// The body of a filter or prioritize call; `N` is how `NodeNames` is read (decoded names,
 /// or raw to find where the array sits), `L` how `Nodes` is (raw items, or decoded).
@@ -373,52 +374,6 @@ pub struct ResourceRequirements {
     pub requests: BTreeMap<String, String>,
 }
 
-/// A pod's effective requests: CPU cores, memory bytes, GPUs.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct PodRequests {
-    /// CPU, cores.
-    pub cpu: f64,
-    /// Memory, bytes.
-    pub memory: f64,
-    /// `nvidia.com/gpu` + `amd.com/gpu`.
-    pub gpu: f64,
-}
-
-/// GPU resource names counted as GPUs.
-const GPU_RESOURCES: [&str; 2] = ["nvidia.com/gpu", "amd.com/gpu"];
-
-impl PodRequests {
-    fn from_map(m: &BTreeMap<String, String>, what: &str) -> Result<Self, QuantityError> {
-        let mut r = Self::default();
-        for (name, q) in m {
-            let at = || format!("{what}[{name}]");
-            match name.as_str() {
-                "cpu" => r.cpu += quantity::parse(q, &at())?,
-                "memory" => r.memory += quantity::parse(q, &at())?,
-                n if GPU_RESOURCES.contains(&n) => r.gpu += quantity::parse(q, &at())?,
-                _ => {}
-            }
-        }
-        Ok(r)
-    }
-
-    fn add(self, o: Self) -> Self {
-        Self {
-            cpu: self.cpu + o.cpu,
-            memory: self.memory + o.memory,
-            gpu: self.gpu + o.gpu,
-        }
-    }
-
-    fn max(self, o: Self) -> Self {
-        Self {
-            cpu: self.cpu.max(o.cpu),
-            memory: self.memory.max(o.memory),
-            gpu: self.gpu.max(o.gpu),
-        }
-    }
-}
-
 impl Pod {
     /// Effective requests as kube-scheduler computes them: max(sum of containers, largest
     /// init container) + overhead.
@@ -426,7 +381,7 @@ impl Pod {
         let mut sum = PodRequests::default();
         for (i, c) in self.spec.containers.iter().enumerate() {
             let what = format!("spec.containers[{i}].resources.requests");
-            sum = sum.add(PodRequests::from_map(&c.resources.requests, &what)?);
+            sum = sum + PodRequests::from_map(&c.resources.requests, &what)?;
         }
         let mut init = PodRequests::default();
         for (i, c) in self.spec.init_containers.iter().enumerate() {
@@ -434,7 +389,7 @@ impl Pod {
             init = init.max(PodRequests::from_map(&c.resources.requests, &what)?);
         }
         let overhead = PodRequests::from_map(&self.spec.overhead, "spec.overhead")?;
-        Ok(sum.max(init).add(overhead))
+        Ok(sum.max(init) + overhead)
     }
 
     /// `namespace/name`.
@@ -463,6 +418,16 @@ pub struct NodeStatus {
 }
 
 impl Node {
+    /// What ecoplace knows about this node; `allocated` from the watch when known.
+    pub fn fact(&self, allocated: PodRequests) -> NodeFact {
+        NodeFact {
+            name: self.metadata.name.clone(),
+            labels: self.metadata.labels.clone(),
+            allocatable: self.allocatable().unwrap_or_default(),
+            allocated,
+        }
+    }
+
     /// Allocatable CPU cores, memory bytes and GPUs.
     pub fn allocatable(&self) -> Result<PodRequests, QuantityError> {
         PodRequests::from_map(&self.status.allocatable, "status.allocatable")

@@ -6,7 +6,8 @@
 //! by controller ([`pods`]) and lists the moves with [`crate::placement::rebalance::moves`].
 //! Carrying a move out means evicting pods from the node it leaves ([`evict`]): the
 //! Eviction API honours PodDisruptionBudgets, and kube-scheduler (with the ecoplace
-//! extender) places the replacements.
+//! extender) places the replacements. It may import `config`, `fleet`, `placement` and
+//! `shutdown`.
 
 pub mod evict;
 pub mod pods;
@@ -22,8 +23,7 @@ use optimizer::{PlanError, PowerModel, Resources, SolveOptions, Weights, Workloa
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::extender::fleet::FleetView;
-use crate::extender::sources::{node_facts, view_inputs};
+use crate::fleet::{FleetView, ViewSettings, node_facts, view_inputs};
 use crate::placement::rebalance::{RebalanceResponse, moves};
 use evict::{Eviction, Outcome};
 use pods::Pinned;
@@ -95,11 +95,13 @@ pub async fn plan_live(
         .await
         .map_err(|e| NodeRebalanceError::NoData(format!("telemetry: {e}")))?;
     let facts = node_facts(&refs(&nodes), &refs(&pods));
-    let inputs = view_inputs(&facts, Some(Arc::new(snapshot)), carbon, config, now).await;
+    let settings = Arc::new(ViewSettings::of(config));
+    let inputs = view_inputs(&facts, Some(Arc::new(snapshot)), carbon, &settings, now).await;
     plan(
         &nodes,
         &pods,
         FleetView::build(Some(&facts), inputs),
+        config,
         power,
         min_gain,
     )
@@ -113,15 +115,15 @@ fn refs<T>(items: &[T]) -> Vec<&T> {
 }
 
 /// Plans the moves of the pods in `pods` over the nodes of `view` (built from `nodes` and
-/// `pods` at the plan's instant). Pure: no I/O, the time is the view's.
+/// `pods` at the plan's instant, with `config`). Pure: no I/O, the time is the view's.
 pub fn plan(
     nodes: &[Node],
     pods: &[Pod],
     view: FleetView,
+    config: &Config,
     power: &dyn PowerModel,
     min_gain: f64,
 ) -> Result<NodeRebalance, NodeRebalanceError> {
-    let config = Arc::clone(&view.inputs.config);
     if let Some(reason) = view.fail_open {
         return Err(NodeRebalanceError::NoData(format!(
             "the node view is not usable ({}): ecoplace plans no moves from missing or stale data",
@@ -129,7 +131,7 @@ pub fn plan(
         )));
     }
     let at = view.inputs.built_at;
-    let (groups, pinned) = pods::classify(pods, nodes, &config);
+    let (groups, pinned) = pods::classify(pods, nodes, config);
     let mut targets = view.targets;
     let index: BTreeMap<&str, usize> = view
         .index

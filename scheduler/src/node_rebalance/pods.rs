@@ -12,9 +12,8 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::extender::policy;
-use crate::extender::sources::pod_requests;
-use crate::extender::wire::PodRequests;
+use crate::fleet::policy;
+use crate::fleet::{PodRequests, pod_requests};
 
 /// Annotation the kubelet puts on the API copy of a static pod.
 const MIRROR: &str = "kubernetes.io/config.mirror";

@@ -5,7 +5,7 @@ use optimizer::power::CurvePowerModel;
 use serde_json::json;
 
 use super::*;
-use crate::server::service;
+use crate::runtime;
 
 /// Two nodes in DE (coal-heavy grid in 2020) and two in FR (nuclear), all `std-x86`.
 fn nodes() -> Vec<Node> {
@@ -47,18 +47,23 @@ fn pods() -> Vec<Pod> {
     ]
 }
 
+/// The demo's configuration.
+fn demo_config() -> Config {
+    runtime::demo(Config::default()).unwrap().config
+}
+
 /// The demo's configuration, telemetry and 2020 carbon curves, at noon on 10 March 2020.
 async fn view(nodes: &[Node], pods: &[Pod]) -> FleetView {
-    let parts = service::demo(Config::default()).unwrap();
+    let parts = runtime::demo(Config::default()).unwrap();
     let at = Utc.with_ymd_and_hms(2020, 3, 10, 12, 0, 0).unwrap();
     let snapshot = parts.telemetry.snapshot(at).await.unwrap();
-    let config = Arc::new(parts.config);
+    let settings = Arc::new(ViewSettings::of(&parts.config));
     let facts = node_facts(&refs(nodes), &refs(pods));
     let inputs = view_inputs(
         &facts,
         Some(Arc::new(snapshot)),
         parts.carbon.as_ref(),
-        &config,
+        &settings,
         at,
     )
     .await;
@@ -69,7 +74,15 @@ async fn view(nodes: &[Node], pods: &[Pod]) -> FleetView {
 async fn demo_plan(min_gain: f64) -> NodeRebalance {
     let (nodes, pods) = (nodes(), pods());
     let v = view(&nodes, &pods).await;
-    plan(&nodes, &pods, v, &CurvePowerModel::new(), min_gain).unwrap()
+    plan(
+        &nodes,
+        &pods,
+        v,
+        &demo_config(),
+        &CurvePowerModel::new(),
+        min_gain,
+    )
+    .unwrap()
 }
 
 #[tokio::test]
@@ -126,7 +139,15 @@ async fn no_plan_from_missing_telemetry() {
     let mut v = view(&nodes, &pods).await;
     v.inputs.snapshot = None;
     let v = FleetView::build(Some(&node_facts(&refs(&nodes), &refs(&pods))), v.inputs);
-    let err = plan(&nodes, &pods, v, &CurvePowerModel::new(), 0.0).unwrap_err();
+    let err = plan(
+        &nodes,
+        &pods,
+        v,
+        &demo_config(),
+        &CurvePowerModel::new(),
+        0.0,
+    )
+    .unwrap_err();
     let text = err.to_string();
     assert!(matches!(err, NodeRebalanceError::NoData(_)));
     assert!(

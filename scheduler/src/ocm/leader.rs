@@ -21,7 +21,7 @@ use kube_lease_manager::{LeaseManager, LeaseManagerBuilder, LeaseManagerError};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::LeaseConfig;
+use crate::config::LeaseConfig;
 
 /// How often a replica that does not lead re-reads the Lease (to take a released one).
 pub const RECHECK: Duration = Duration::from_secs(1);

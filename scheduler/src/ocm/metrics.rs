@@ -2,7 +2,7 @@
 
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
-use crate::server::metrics::CarbonGauges;
+use crate::fleet::CarbonGauges;
 
 /// Label values of `ecoplace_ocm_score_publish_total{result}` (each exported at 0 from start).
 pub const RESULTS: [&str; 8] = [

@@ -16,14 +16,13 @@ use kube::{Api, Client, ResourceExt};
 use optimizer::{PowerModel, Resources, Weights};
 use tokio::sync::watch;
 
+use super::OcmSettings;
 use super::crd::{
     AddOnPlacementScore, AddOnPlacementScoreStatus, ManagedCluster, chrono_time, kube_time,
 };
 use super::metrics::OcmMetrics;
 use super::scores::{self, ClusterFacts, ScoreOptions, Scored, Skip};
-use crate::config::Config;
-use crate::extender::quantity;
-use crate::extender::sources::outlook;
+use crate::fleet::{outlook, quantity};
 
 /// The condition type the publisher sets on every AddOnPlacementScore.
 pub const CONDITION_TYPE: &str = "ScoresCurrent";
@@ -41,7 +40,7 @@ pub struct Publisher {
     /// Grid carbon intensity.
     pub carbon: Arc<dyn CarbonIntensitySource>,
     /// Configuration (`ocm`, `topology`, `telemetry`, `policy`, `power`).
-    pub config: Arc<Config>,
+    pub settings: Arc<OcmSettings>,
     /// The clock scores and expiries are stamped with.
     pub clock: Clock,
     /// Power model pricing the reference replica (fitted curves).
@@ -76,7 +75,7 @@ impl Publisher {
         mut leader: watch::Receiver<bool>,
         stop: impl std::future::Future<Output = ()>,
     ) {
-        let period = Duration::from_secs(self.config.ocm.period_seconds.max(1));
+        let period = Duration::from_secs(self.settings.ocm.period_seconds.max(1));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stop);
@@ -131,7 +130,7 @@ impl Publisher {
                 taken_at: now,
                 stale_at: now,
             },
-            |s| DataTime::of(s.taken_at, self.config.telemetry.stale_after_seconds),
+            |s| DataTime::of(s.taken_at, self.settings.telemetry_stale_after_seconds),
         );
         for mc in &clusters.items {
             let name = mc.name_any();
@@ -195,7 +194,7 @@ impl Publisher {
     }
 
     fn options(&self) -> ScoreOptions {
-        let c = &self.config;
+        let c = &self.settings;
         let preset = c.ocm.objective.as_deref().unwrap_or(&c.policy.objective);
         ScoreOptions {
             weights: Weights::preset(preset).unwrap_or_default(),
@@ -216,7 +215,7 @@ impl Publisher {
                 .map(str::to_string),
             reference_cpu_cores: c.ocm.reference_cpu_cores,
             duration_s: c.policy.expected_duration_seconds,
-            node_profile: c.power.default_profile,
+            node_profile: c.node_profile,
         }
     }
 
@@ -228,8 +227,8 @@ impl Publisher {
         now: DateTime<Utc>,
     ) -> Result<ClusterFacts, Skip> {
         let name = mc.name_any();
-        let c = &self.config;
-        let power = scores::cluster_power(snapshot, &name, now, c.telemetry.stale_after_seconds)?;
+        let c = &self.settings;
+        let power = scores::cluster_power(snapshot, &name, now, c.telemetry_stale_after_seconds)?;
         let alloc = mc.status.as_ref().map(|s| &s.allocatable);
         let quantity = |key: &str| {
             alloc
@@ -292,9 +291,9 @@ impl Publisher {
         now: DateTime<Utc>,
         data: DataTime,
     ) -> Result<(), kube::Error> {
-        let name = &self.config.ocm.score_resource_name;
+        let name = &self.settings.ocm.score_resource_name;
         let api = Api::<AddOnPlacementScore>::namespaced(self.client.clone(), cluster);
-        let period = self.config.ocm.period_seconds;
+        let period = self.settings.ocm.period_seconds;
         let mut last = None;
         for _ in 0..MAX_ATTEMPTS {
             let current = match api.get_opt(name).await? {

@@ -28,13 +28,6 @@ pub const LATENCY_PREFIX: &str = "latency-";
 /// slope; the configured node profile gives the cluster's maximum power instead.
 const MIN_UTILISATION_FOR_SLOPE: f64 = 0.05;
 
-/// Whether `s` may follow `latency-` in a score name.
-pub fn is_score_name_part(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-}
-
 /// Why a cluster's scores are not refreshed (its previous ones expire).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Skip {

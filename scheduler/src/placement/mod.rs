@@ -3,6 +3,7 @@
 //!
 //! Used by `POST /v1/placements`, `POST /v1/rebalance`, `ecoplace place` and
 //! `ecoplace rebalance`. Time is a parameter: the request's `at`, else the caller's now.
+//! It may import `config` and `fleet` (quantities).
 
 pub mod error;
 pub mod mapping;

@@ -8,7 +8,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::error::{FieldError, PlacementError};
-use crate::extender::quantity;
+use crate::fleet::quantity;
 
 /// A batch placement request: the clusters to place on and the workloads to place.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! Reports as documents: headings, facts, tables, charts and legends, rendered to
 //! self-contained HTML (inline SVG and CSS) or Markdown. Shared by `ecoplace report` and
-//! `ecoplace simulate`.
+//! `ecoplace simulate`. A leaf: it imports nothing else in the crate.
 
 pub mod charts;
 pub mod html;

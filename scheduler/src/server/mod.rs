@@ -1,9 +1,9 @@
 //! The HTTP server: extender verbs, health, readiness and metrics (axum). Handlers only
-//! translate HTTP to [`Extender`] calls and back.
+//! translate HTTP to [`Extender`] and placement calls and back; `/metrics` renders the
+//! registry it is given. It may import `config`, `fleet`, `extender` and `placement`.
 
 pub mod metrics;
 pub mod placement;
-pub mod service;
 pub mod tls;
 
 use std::sync::Arc;
@@ -15,27 +15,46 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::extender::fleet::FailOpen;
+use prometheus::Registry;
+
 use crate::extender::reply::Reply;
 use crate::extender::{Extender, Verb};
+use crate::fleet::FailOpen;
 
 /// The router: `POST {prefix}/filter`, `POST {prefix}/prioritize`, and the probes.
-pub fn router(extender: Arc<Extender>, prefix: &str, max_body_bytes: usize) -> Router {
+pub fn router(
+    extender: Arc<Extender>,
+    registry: Registry,
+    prefix: &str,
+    max_body_bytes: usize,
+) -> Router {
     Router::new()
         .route(&format!("{prefix}/filter"), post(filter))
         .route(&format!("{prefix}/prioritize"), post(prioritize))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(Arc::clone(&extender))
-        .merge(probes_router(extender))
+        .merge(probes_router(extender, registry))
 }
 
 /// The probes alone: `GET /healthz`, `GET /readyz`, `GET /metrics` (`extender.probesListen`).
-pub fn probes_router(extender: Arc<Extender>) -> Router {
+pub fn probes_router(extender: Arc<Extender>, registry: Registry) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .with_state(extender)
+        .route(
+            "/metrics",
+            get(move || async move { metrics_response(&registry) }),
+        )
+}
+
+/// `/metrics`' reply: the text exposition of `registry`.
+pub fn metrics_response(registry: &Registry) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(registry),
+    )
+        .into_response()
 }
 
 fn json(status: StatusCode, body: Vec<u8>) -> Response {
@@ -157,14 +176,6 @@ async fn readyz(State(ext): State<Arc<Extender>>) -> Response {
     (
         status,
         format!("{telemetry}\n{carbon}\n{nodes}\n{latency}\n"),
-    )
-        .into_response()
-}
-
-async fn metrics(State(ext): State<Arc<Extender>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        ext.metrics().render(),
     )
         .into_response()
 }

@@ -6,11 +6,11 @@ use std::time::Duration;
 use axum::Router;
 use chrono::{TimeZone, Utc};
 use scheduler::config::Config;
-use scheduler::server::service::{self, Service};
+use scheduler::runtime::{self, Service};
 
 /// The demo service (simulated telemetry, 2020 curves) with its clock at 2020-03-04 12:00 UTC.
 pub async fn demo_router(config: Config) -> Router {
-    let mut parts = service::demo(config).expect("demo parts");
+    let mut parts = runtime::demo(config).expect("demo parts");
     parts.clock = Arc::new(|| {
         Utc.with_ymd_and_hms(2020, 3, 4, 12, 0, 0)
             .single()

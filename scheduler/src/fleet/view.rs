@@ -1,6 +1,7 @@
-//! The extender's picture of the cluster: one optimizer `Target` per node, rebuilt in the
-//! background from node facts (watch or demo fleet), the latest Kepler snapshot and carbon
-//! outlooks. Requests only read it (an `ArcSwap` load): nothing on the request path waits.
+//! The fleet view: one optimizer `Target` per node, rebuilt in the background from node
+//! facts (watch or demo fleet), the latest Kepler snapshot and carbon outlooks. It is
+//! immutable once built: the extender's requests only read it (an `ArcSwap` load), and
+//! node rebalance plans on one.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -10,9 +11,10 @@ use kepler_client::{FleetSnapshot, NodePower};
 use optimizer::{CarbonOutlook, Resources, Target, TargetKind};
 use rustc_hash::FxHashMap;
 
+use super::ViewSettings;
+use super::requests::PodRequests;
 use super::watch_health::WatchFailure;
-use super::wire::{Node, PodRequests};
-use crate::config::Config;
+use crate::config::TopologyConfig;
 
 /// What ecoplace knows about a node from Kubernetes.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -25,18 +27,6 @@ pub struct NodeFact {
     pub allocatable: PodRequests,
     /// Requests of the pods bound to it (phase not Succeeded/Failed).
     pub allocated: PodRequests,
-}
-
-impl NodeFact {
-    /// Facts of a Node object from a request; `allocated` from the watch when known.
-    pub fn from_node(node: &Node, allocated: PodRequests) -> Self {
-        Self {
-            name: node.metadata.name.clone(),
-            labels: node.metadata.labels.clone(),
-            allocatable: node.allocatable().unwrap_or_default(),
-            allocated,
-        }
-    }
 }
 
 /// Why the extender is failing open.
@@ -94,8 +84,8 @@ pub struct ViewInputs {
     pub carbon: HashMap<String, CarbonOutlook>,
     /// Zones of known nodes without an intensity, with the source's error.
     pub carbon_missing: BTreeMap<String, String>,
-    /// Configuration.
-    pub config: Arc<Config>,
+    /// What the view was built with.
+    pub settings: Arc<ViewSettings>,
     /// When the view was built.
     pub built_at: DateTime<Utc>,
 }
@@ -128,7 +118,7 @@ pub struct FleetView {
 
 impl FleetView {
     /// An empty view that fails open (before the first build).
-    pub fn empty(config: Arc<Config>, now: DateTime<Utc>) -> Self {
+    pub fn empty(settings: Arc<ViewSettings>, now: DateTime<Utc>) -> Self {
         Self {
             targets: Vec::new(),
             index: FxHashMap::default(),
@@ -137,7 +127,7 @@ impl FleetView {
                 snapshot: None,
                 carbon: HashMap::new(),
                 carbon_missing: BTreeMap::new(),
-                config,
+                settings,
                 built_at: now,
             },
             fail_open: Some(FailOpen::TelemetryMissing),
@@ -164,7 +154,7 @@ impl FleetView {
             .collect();
         let fail_open = fail_open(&inputs, &targets);
         let latency_unknown = inputs
-            .config
+            .settings
             .topology
             .user_regions()
             .into_iter()
@@ -179,7 +169,7 @@ impl FleetView {
         let carbon_rates = facts
             .iter()
             .filter_map(|f| {
-                let zone = carbon_zone(&f.labels, &inputs.config)?;
+                let zone = carbon_zone(&f.labels, &inputs.settings.topology)?;
                 let g_per_kwh = inputs.carbon.get(&zone)?.now_g_per_kwh;
                 let watts = measured(f, &inputs)?.total_watts.fresh()?;
                 Some((f.name.clone(), zone, watts * g_per_kwh / 1000.0))
@@ -209,7 +199,7 @@ fn fail_open(inputs: &ViewInputs, targets: &[Target]) -> Option<FailOpen> {
         return Some(FailOpen::TelemetryMissing);
     };
     let age = snapshot.age_s(inputs.built_at);
-    if age > inputs.config.telemetry.stale_after_seconds {
+    if age > inputs.settings.telemetry_stale_after_seconds {
         return Some(FailOpen::TelemetryStale);
     }
     if !targets.is_empty() && inputs.carbon.is_empty() {
@@ -218,17 +208,20 @@ fn fail_open(inputs: &ViewInputs, targets: &[Target]) -> Option<FailOpen> {
     None
 }
 
-/// The carbon zone of a node: its region (or zone) label mapped through the config.
-pub fn carbon_zone(labels: &BTreeMap<String, String>, config: &Config) -> Option<String> {
-    region_value(labels, config)
-        .map(|v| config.topology.carbon_zone_of(v))
-        .or_else(|| config.topology.default_carbon_zone.clone())
+/// The carbon zone of a node: its region (or zone) label mapped through `topology`.
+pub fn carbon_zone(labels: &BTreeMap<String, String>, topology: &TopologyConfig) -> Option<String> {
+    region_value(labels, topology)
+        .map(|v| topology.carbon_zone_of(v))
+        .or_else(|| topology.default_carbon_zone.clone())
 }
 
-fn region_value<'a>(labels: &'a BTreeMap<String, String>, config: &Config) -> Option<&'a str> {
+fn region_value<'a>(
+    labels: &'a BTreeMap<String, String>,
+    topology: &TopologyConfig,
+) -> Option<&'a str> {
     labels
-        .get(&config.topology.region_label)
-        .or_else(|| labels.get(&config.topology.zone_label))
+        .get(&topology.region_label)
+        .or_else(|| labels.get(&topology.zone_label))
         .map(String::as_str)
 }
 
@@ -236,7 +229,7 @@ fn region_value<'a>(labels: &'a BTreeMap<String, String>, config: &Config) -> Op
 /// `telemetry.cluster` is empty).
 fn measured<'a>(fact: &NodeFact, inputs: &'a ViewInputs) -> Option<&'a NodePower> {
     let s = inputs.snapshot.as_ref()?;
-    let cluster = &inputs.config.telemetry.cluster;
+    let cluster = &inputs.settings.cluster;
     if cluster.is_empty() {
         s.clusters.values().find_map(|c| c.nodes.get(&fact.name))
     } else {
@@ -246,7 +239,7 @@ fn measured<'a>(fact: &NodeFact, inputs: &'a ViewInputs) -> Option<&'a NodePower
 
 /// The optimizer target for one node.
 pub fn target(fact: &NodeFact, inputs: &ViewInputs) -> Target {
-    let config = &inputs.config;
+    let config = &inputs.settings;
     let node_type = fact
         .labels
         .get(&config.power.node_type_label)
@@ -279,11 +272,11 @@ pub fn target(fact: &NodeFact, inputs: &ViewInputs) -> Target {
     // rather than on every request.
     let window =
         chrono::Duration::milliseconds((config.policy.expected_duration_seconds * 1000.0) as i64);
-    let carbon = carbon_zone(&fact.labels, config)
+    let carbon = carbon_zone(&fact.labels, &config.topology)
         .and_then(|z| inputs.carbon.get(&z))
         .map(|o| CarbonOutlook::flat(o.mean_over(inputs.built_at, window)))
         .unwrap_or_else(|| mean_outlook(&inputs.carbon, inputs.built_at, window));
-    let latency_ms = region_value(&fact.labels, config)
+    let latency_ms = region_value(&fact.labels, &config.topology)
         .map(|v| config.topology.latency_to(v))
         .unwrap_or_default();
     Target {

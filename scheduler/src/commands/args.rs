@@ -1,9 +1,12 @@
-//! Command-line choice of the carbon-intensity source.
+//! Command-line arguments shared by several subcommands: how to reach and read Kepler in
+//! Prometheus/Thanos, where grid carbon intensity comes from, and cluster carbon zones.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use kepler_client::carbon::CarbonCurves;
+use kepler_client::prom::Endpoint;
+use kepler_client::{KeplerSchema, PowerZone, PrometheusConfig};
 
 /// Where grid carbon intensity comes from; later flags override earlier zones.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -87,4 +90,62 @@ pub fn cluster_zones(pairs: &[String]) -> Result<std::collections::BTreeMap<Stri
         .iter()
         .map(|s| split_pair("cluster-zone", s).map(|(k, v)| (k.to_string(), v.to_string())))
         .collect()
+}
+
+/// Connection and schema flags shared by every command that reads Kepler from Prometheus.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnectionArgs {
+    /// File with a bearer token for Prometheus/Thanos.
+    #[arg(long)]
+    pub bearer_token_file: Option<String>,
+    /// PEM file with CA certificates to trust.
+    #[arg(long)]
+    pub ca_file: Option<String>,
+    /// PEM file with a client certificate and key.
+    #[arg(long)]
+    pub client_cert_file: Option<String>,
+    /// Per-query timeout, seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout_s: f64,
+    /// Force a Kepler schema (`v0.10` or `v0.7`) instead of detecting it.
+    #[arg(long)]
+    pub schema: Option<KeplerSchema>,
+    /// Power zone to read (`package`, `psys`, `dram`, ...).
+    #[arg(long, default_value = "package")]
+    pub zone: String,
+    /// Label that splits series by cluster.
+    #[arg(long, default_value = "cluster")]
+    pub cluster_label: String,
+    /// Label holding the node name (default: `node_name`, or `instance` for v0.7).
+    #[arg(long)]
+    pub node_label: Option<String>,
+    /// Thanos Query: deduplicate replicas.
+    #[arg(long)]
+    pub thanos_dedup: bool,
+    /// Thanos Query: accept partial responses.
+    #[arg(long)]
+    pub thanos_partial_response: bool,
+}
+
+impl ConnectionArgs {
+    /// The Prometheus source settings for the store at `url`.
+    pub fn config(&self, url: &str) -> PrometheusConfig {
+        PrometheusConfig {
+            endpoint: Endpoint {
+                url: url.to_string(),
+                bearer_token_file: self.bearer_token_file.clone(),
+                ca_file: self.ca_file.clone(),
+                client_cert_file: self.client_cert_file.clone(),
+                timeout_s: self.timeout_s,
+                thanos_dedup: self.thanos_dedup.then_some(true),
+                thanos_partial_response: self.thanos_partial_response.then_some(true),
+                ..Endpoint::default()
+            },
+            schema: self.schema,
+            zone: PowerZone(self.zone.clone()),
+            cluster_label: self.cluster_label.clone(),
+            node_label: self.node_label.clone(),
+            ..PrometheusConfig::default()
+        }
+    }
 }

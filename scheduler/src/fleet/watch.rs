@@ -1,27 +1,21 @@
-//! Where the extender's node facts come from (a kube-rs reflector, or the demo fleet), and
-//! the background task that rebuilds the fleet view from them, telemetry and carbon.
+//! Where node facts come from: a kube-rs reflector on Nodes and Pods (with its health), or
+//! the embedded demo fleet.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node as KubeNode, Pod as KubePod};
-use kepler_client::carbon::CarbonIntensitySource;
-use kepler_client::{Refresher, SimulatedFleet};
+use kepler_client::SimulatedFleet;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource, ResourceExt};
-use optimizer::CarbonOutlook;
 
-use super::Extender;
-use super::fleet::{FleetView, NodeFact, ViewInputs, carbon_zone};
-use super::quantity;
+use super::ViewSettings;
+use super::metrics::WatchMetrics;
+use super::requests::{PodRequests, pod_requests, quantities};
+use super::view::NodeFact;
 use super::watch_health::{ObserveLayer, WatchFailure, WatchHealth};
-use super::wire::PodRequests;
-use crate::config::Config;
-use crate::server::metrics::Metrics;
 
 /// A source of node facts; `None` until it has synced.
 pub trait NodeSource: Send + Sync {
@@ -43,7 +37,7 @@ pub struct DemoNodes {
 
 impl DemoNodes {
     /// Facts from `fleet`: allocatable from node types, allocated from its pods' requests.
-    pub fn new(fleet: &SimulatedFleet, config: &Config) -> Self {
+    pub fn new(fleet: &SimulatedFleet, settings: &ViewSettings) -> Self {
         let mut facts: Vec<NodeFact> = fleet
             .nodes
             .iter()
@@ -53,8 +47,8 @@ impl DemoNodes {
                 NodeFact {
                     name: n.name.clone(),
                     labels: BTreeMap::from([
-                        (config.topology.region_label.clone(), cluster.name.clone()),
-                        (config.power.node_type_label.clone(), ty.name.clone()),
+                        (settings.topology.region_label.clone(), cluster.name.clone()),
+                        (settings.power.node_type_label.clone(), ty.name.clone()),
                         ("kubernetes.io/hostname".into(), n.name.clone()),
                     ]),
                     allocatable: PodRequests {
@@ -100,7 +94,7 @@ impl std::fmt::Debug for KubeNodes {
 impl KubeNodes {
     /// Starts the two watches (managedFields dropped) with a client for `config`, their
     /// health reported in `metrics` (`ecoplace_watch_up`, `ecoplace_watch_errors_total`).
-    pub fn spawn(config: kube::Config, metrics: &Metrics) -> Result<Self, kube::Error> {
+    pub fn spawn(config: kube::Config, metrics: &WatchMetrics) -> Result<Self, kube::Error> {
         let node_health = WatchHealth::new("nodes", metrics);
         let pod_health = WatchHealth::new("pods", metrics);
         let layer = ObserveLayer::new(vec![
@@ -222,180 +216,4 @@ where
             }
         })
         .collect()
-}
-
-/// Sums cpu, memory and GPU quantities; unparsable ones are skipped with a warning.
-fn quantities<'a>(items: impl Iterator<Item = (&'a str, &'a str)>) -> PodRequests {
-    let mut r = PodRequests::default();
-    for (k, v) in items {
-        let slot = match k {
-            "cpu" => &mut r.cpu,
-            "memory" => &mut r.memory,
-            "nvidia.com/gpu" | "amd.com/gpu" => &mut r.gpu,
-            _ => continue,
-        };
-        match quantity::parse(v, k) {
-            Ok(q) => *slot += q,
-            Err(e) => tracing::warn!("{e}"),
-        }
-    }
-    r
-}
-
-/// Effective requests of a pod object (containers, largest init container, overhead).
-pub fn pod_requests(pod: &KubePod) -> PodRequests {
-    let Some(spec) = pod.spec.as_ref() else {
-        return PodRequests::default();
-    };
-    let of = |c: &k8s_openapi::api::core::v1::Container| {
-        c.resources
-            .as_ref()
-            .and_then(|r| r.requests.as_ref())
-            .map(|q| quantities(q.iter().map(|(k, v)| (k.as_str(), v.0.as_str()))))
-            .unwrap_or_default()
-    };
-    let mut sum = PodRequests::default();
-    for c in &spec.containers {
-        let r = of(c);
-        sum.cpu += r.cpu;
-        sum.memory += r.memory;
-        sum.gpu += r.gpu;
-    }
-    for c in spec.init_containers.iter().flatten() {
-        let r = of(c);
-        sum.cpu = sum.cpu.max(r.cpu);
-        sum.memory = sum.memory.max(r.memory);
-        sum.gpu = sum.gpu.max(r.gpu);
-    }
-    if let Some(o) = &spec.overhead {
-        let r = quantities(o.iter().map(|(k, v)| (k.as_str(), v.0.as_str())));
-        sum.cpu += r.cpu;
-        sum.memory += r.memory;
-        sum.gpu += r.gpu;
-    }
-    sum
-}
-
-/// What the view updater reads.
-pub struct Inputs {
-    /// Node facts.
-    pub nodes: Arc<dyn NodeSource>,
-    /// Telemetry.
-    pub refresher: Arc<Refresher>,
-    /// Carbon intensity.
-    pub carbon: Arc<dyn CarbonIntensitySource>,
-    /// Configuration.
-    pub config: Arc<Config>,
-    /// The clock (the demo runs in 2020, inside its carbon data).
-    pub clock: kepler_client::refresher::Clock,
-    /// Zones whose missing intensity was logged (logged again only once it came back).
-    pub carbon_logged: Mutex<BTreeSet<String>>,
-}
-
-/// Rebuilds and publishes the view every `every`, forever.
-pub async fn run_updater(extender: Arc<Extender>, inputs: Inputs, every: Duration) {
-    loop {
-        extender.publish(build_view(&inputs).await);
-        tokio::time::sleep(every).await;
-    }
-}
-
-/// Logs a zone's intensity going missing (warning) and coming back (info) once each, not
-/// on every view: `logged` holds the zones missing at the last view.
-fn log_carbon_changes(logged: &Mutex<BTreeSet<String>>, missing: &BTreeMap<String, String>) {
-    let Ok(mut logged) = logged.lock() else {
-        return;
-    };
-    for (zone, e) in missing {
-        if !logged.contains(zone) {
-            tracing::warn!(zone = %zone, "no carbon intensity: {e}; nodes there get the mean of the known zones (all zones missing: decisions fail open, carbon_missing)");
-        }
-    }
-    for zone in logged.iter().filter(|z| !missing.contains_key(*z)) {
-        tracing::info!(zone = %zone, "carbon intensity available again");
-    }
-    *logged = missing.keys().cloned().collect();
-}
-
-/// One view from the current inputs.
-pub async fn build_view(inputs: &Inputs) -> FleetView {
-    let now = (inputs.clock)();
-    let facts = inputs.nodes.facts();
-    let view_inputs = view_inputs(
-        facts.as_deref().unwrap_or_default(),
-        inputs.refresher.latest().snapshot.clone(),
-        inputs.carbon.as_ref(),
-        &inputs.config,
-        now,
-    )
-    .await;
-    log_carbon_changes(&inputs.carbon_logged, &view_inputs.carbon_missing);
-    let mut view = FleetView::build(facts.as_deref(), view_inputs);
-    // Checked positive and finite at load; a grace too long for a Duration never expires.
-    let grace = Duration::try_from_secs_f64(inputs.config.kubernetes.watch_stale_after_seconds)
-        .unwrap_or(Duration::MAX);
-    view.stale_watches = inputs
-        .nodes
-        .watch_failures()
-        .into_iter()
-        .filter(|f| f.failing_for > grace)
-        .collect();
-    view
-}
-
-/// The view's other inputs at `now`: the snapshot given, and the carbon outlook of every
-/// zone the nodes in `facts` are in (zones without intensity are left out, and listed with
-/// the source's error).
-pub async fn view_inputs(
-    facts: &[NodeFact],
-    snapshot: Option<Arc<kepler_client::FleetSnapshot>>,
-    source: &dyn CarbonIntensitySource,
-    config: &Arc<Config>,
-    now: DateTime<Utc>,
-) -> ViewInputs {
-    let zones: BTreeSet<String> = facts
-        .iter()
-        .filter_map(|f| carbon_zone(&f.labels, config))
-        .collect();
-    let horizon = chrono::Duration::seconds(config.policy.expected_duration_seconds as i64);
-    let mut carbon = HashMap::new();
-    let mut carbon_missing = BTreeMap::new();
-    for zone in zones {
-        match outlook(source, &zone, now, now + horizon).await {
-            Ok(o) => {
-                carbon.insert(zone, o);
-            }
-            Err(e) => {
-                carbon_missing.insert(zone, e.to_string());
-            }
-        }
-    }
-    ViewInputs {
-        snapshot,
-        carbon,
-        carbon_missing,
-        config: Arc::clone(config),
-        built_at: now,
-    }
-}
-
-/// A zone's carbon outlook from `from`: the intensity then, plus the source's forecast up
-/// to `to` when it has one (none: the outlook is flat). Shared by the extender's view and
-/// the OCM score publisher.
-pub async fn outlook(
-    source: &dyn CarbonIntensitySource,
-    zone: &str,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-) -> Result<CarbonOutlook, kepler_client::carbon::CarbonError> {
-    let now = source.intensity_at(zone, from).await?;
-    let forecast = source
-        .forecast(zone, from, to)
-        .await
-        .map(|points| points.iter().map(|p| (p.start, p.g_per_kwh)).collect())
-        .unwrap_or_default();
-    Ok(CarbonOutlook {
-        now_g_per_kwh: now,
-        forecast,
-    })
 }

@@ -1,4 +1,4 @@
-//! Health of the extender's Kubernetes watches (Nodes, Pods): whether each one is failing
+//! Health of the fleet's Kubernetes watches (Nodes, Pods): whether each one is failing
 //! and since when, so node facts that stopped updating are reported (`ecoplace_watch_up`,
 //! `ecoplace_watch_errors_total`) and, past a grace period, make names-mode calls fail open.
 //!
@@ -19,7 +19,7 @@ use axum::http::{Method, Request, Response};
 use kube::runtime::watcher;
 use prometheus::{IntCounter, IntGauge};
 
-use crate::server::metrics::Metrics;
+use super::metrics::WatchMetrics;
 
 /// How long a re-established watch must go without an error to count as recovered.
 pub const SETTLE: Duration = Duration::from_millis(500);
@@ -54,7 +54,7 @@ pub struct WatchHealth {
 
 impl WatchHealth {
     /// A watch named `watch` (not up until its first list or watch succeeds).
-    pub fn new(watch: &'static str, metrics: &Metrics) -> Arc<Self> {
+    pub fn new(watch: &'static str, metrics: &WatchMetrics) -> Arc<Self> {
         let up = metrics.watch_up.with_label_values(&[watch]);
         up.set(0);
         Arc::new(Self {
@@ -203,8 +203,9 @@ where
 mod tests {
     use super::*;
 
-    fn health() -> (Arc<WatchHealth>, Metrics) {
-        let m = Metrics::new().unwrap_or_else(|e| panic!("{e}"));
+    fn health() -> (Arc<WatchHealth>, WatchMetrics) {
+        let registry = prometheus::Registry::new();
+        let m = WatchMetrics::register(&registry).unwrap_or_else(|e| panic!("{e}"));
         (WatchHealth::new("nodes", &m), m)
     }
 

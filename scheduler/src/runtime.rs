@@ -1,5 +1,8 @@
-//! Assembling a running extender from its parts: node facts, telemetry, carbon, a clock
-//! and the configuration — the demo fleet's, or a live cluster's.
+//! Start-up, in one place: the sources (node facts, telemetry, carbon, a clock — the demo
+//! fleet's or a live cluster's), the power model, the fleet view and its updater, the
+//! extender, the OCM publisher and the one metrics registry, for `serve`, `ocm-scores` and
+//! `rebalance`. Each component gets its narrow settings here, built once from `Config`.
+//! It may import every room but `commands`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,13 +16,20 @@ use kepler_client::refresher::Clock;
 use kepler_client::{PrometheusSource, Refresher, SimulatedFleet, TelemetrySource};
 use optimizer::power::{CurvePowerModel, FallbackPowerModel};
 
+use prometheus::Registry;
+
 use crate::config::{Config, NodeProfile};
-use crate::extender::Extender;
 use crate::extender::events::{EventOptions, EventSink, KubeEvents, NoEvents};
-use crate::extender::fleet::FleetView;
-use crate::extender::sources::{DemoNodes, Inputs, KubeNodes, NodeSource, build_view, run_updater};
+use crate::extender::metrics::{EventMetrics, ExtenderMetrics};
+use crate::extender::{Extender, ExtenderSettings};
+use crate::fleet::{
+    CarbonGauges, DemoNodes, FleetView, Inputs, KubeNodes, NodeSource, ViewMetrics, ViewSettings,
+    WatchMetrics, build_view, run_updater,
+};
+use crate::ocm::metrics::OcmMetrics;
+use crate::ocm::{OcmSettings, Publishing};
 use crate::placement::Placer;
-use crate::server::{self, metrics::Metrics};
+use crate::server;
 
 /// Everything an extender reads, before it starts.
 pub struct Parts {
@@ -35,12 +45,25 @@ pub struct Parts {
     pub clock: Clock,
     /// Where pod events go (Kubernetes Events, or nowhere).
     pub events: Arc<dyn EventSink>,
-    /// The service's metrics (shared with the event writer).
-    pub metrics: Metrics,
+    /// The one registry every component registers its metrics into (`/metrics` renders
+    /// it); the watches' and the event writer's are registered already.
+    pub registry: Registry,
+    /// The node and pod watches' metrics (exported at 0 where nothing watches, the demo).
+    pub watch_metrics: WatchMetrics,
+    /// The event writer's metrics (exported at 0 where no events are written).
+    pub event_metrics: EventMetrics,
+}
+
+/// A fresh registry with the watch and event metrics every `serve` exports.
+fn source_metrics() -> Result<(Registry, WatchMetrics, EventMetrics)> {
+    let registry = Registry::new();
+    let watch = WatchMetrics::register(&registry).context("registering metrics")?;
+    let events = EventMetrics::register(&registry).context("registering metrics")?;
+    Ok((registry, watch, events))
 }
 
 /// A started extender: its state, and the configuration it runs with.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Service {
     /// The extender (shared with the HTTP handlers and the view updater).
     pub extender: Arc<Extender>,
@@ -48,6 +71,24 @@ pub struct Service {
     pub config: Arc<Config>,
     /// The telemetry refresher (shared with the OCM score publisher).
     pub refresher: Arc<Refresher>,
+    /// The metrics registry (`/metrics`).
+    pub registry: Registry,
+    /// What the current fleet view says (nodes known, telemetry age, …).
+    pub view_metrics: ViewMetrics,
+    /// The grid-intensity and carbon-rate gauges (shared with the OCM publisher).
+    carbon_gauges: CarbonGauges,
+    /// Grid carbon intensity (shared with the OCM publisher).
+    carbon: Arc<dyn CarbonIntensitySource>,
+    /// The clock (shared with the OCM publisher).
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("extender", &self.extender)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Service {
@@ -62,34 +103,69 @@ impl Service {
         ));
         refresher.first_attempt().await;
         let power = power_model(&config);
+        let registry = parts.registry;
+        let carbon_gauges = CarbonGauges::register(&registry).context("registering metrics")?;
+        let view_metrics =
+            ViewMetrics::register(&registry, &carbon_gauges).context("registering metrics")?;
+        let extender_metrics =
+            ExtenderMetrics::register(&registry).context("registering metrics")?;
+        let settings = Arc::new(ViewSettings::of(&config));
         let inputs = Inputs {
             nodes: parts.nodes,
             refresher: Arc::clone(&refresher),
-            carbon: parts.carbon,
-            config: Arc::clone(&config),
+            carbon: Arc::clone(&parts.carbon),
+            settings: Arc::clone(&settings),
             clock: parts.clock.clone(),
             carbon_logged: Mutex::default(),
         };
         let extender = Arc::new(Extender::new(
-            FleetView::empty(Arc::clone(&config), (parts.clock)()),
+            FleetView::empty(settings, (parts.clock)()),
             power,
-            parts.metrics,
+            extender_metrics,
             parts.events,
-            Duration::from_millis(config.extender.deadline_ms),
+            ExtenderSettings::of(&config),
         ));
-        extender.publish(build_view(&inputs).await);
-        tokio::spawn(run_updater(Arc::clone(&extender), inputs, view_every));
+        let first = build_view(&inputs).await;
+        view_metrics.observe(&first);
+        extender.publish(first);
+        let publish = Arc::clone(&extender);
+        tokio::spawn(run_updater(
+            inputs,
+            view_metrics.clone(),
+            view_every,
+            move |view| publish.publish(view),
+        ));
         Ok(Self {
             extender,
             config,
             refresher,
+            registry,
+            view_metrics,
+            carbon_gauges,
+            carbon: parts.carbon,
+            clock: parts.clock,
         })
+    }
+
+    /// Starts the OCM score publisher beside the extender (`ocm.enabled` in `serve`): it
+    /// shares the telemetry, carbon source, clock and registry.
+    pub async fn spawn_ocm(&self) -> Result<Publishing> {
+        spawn_publisher(
+            &self.config,
+            Arc::clone(&self.refresher),
+            Arc::clone(&self.carbon),
+            self.clock.clone(),
+            &self.registry,
+            &self.carbon_gauges,
+        )
+        .await
     }
 
     /// The HTTP routes: the extender's and the placement API's.
     pub fn router(&self) -> Router {
         server::router(
             Arc::clone(&self.extender),
+            self.registry.clone(),
             &self.config.extender.prefix,
             self.config.extender.max_body_bytes,
         )
@@ -98,6 +174,76 @@ impl Service {
             self.config.extender.max_body_bytes,
         ))
     }
+}
+
+/// `ecoplace ocm-scores`: the OCM score publisher alone, on its own telemetry refresher and
+/// registry (no extender).
+pub struct OcmScores {
+    /// The telemetry refresher (`/readyz`, `ecoplace_telemetry_age_seconds`).
+    pub refresher: Arc<Refresher>,
+    /// The running publisher.
+    pub publishing: Publishing,
+    /// The registry holding the publisher's metrics (`/metrics`).
+    pub registry: Registry,
+    /// The clock scores are stamped with.
+    pub clock: Clock,
+}
+
+impl OcmScores {
+    /// Builds the sources `config` describes, waits for the first telemetry attempt, and
+    /// joins the Lease election.
+    pub async fn start(config: Arc<Config>) -> Result<Self> {
+        let (source, carbon) = sources(&config, "for the score publisher")?;
+        let clock: Clock = Arc::new(Utc::now);
+        let refresher = Arc::new(Refresher::spawn_with_clock(
+            Arc::new(source),
+            Duration::from_secs_f64(config.telemetry.refresh_seconds),
+            clock.clone(),
+        ));
+        refresher.first_attempt().await;
+        let registry = Registry::new();
+        let gauges = CarbonGauges::register(&registry).context("registering metrics")?;
+        let publishing = spawn_publisher(
+            &config,
+            Arc::clone(&refresher),
+            carbon,
+            clock.clone(),
+            &registry,
+            &gauges,
+        )
+        .await?;
+        Ok(Self {
+            refresher,
+            publishing,
+            registry,
+            clock,
+        })
+    }
+}
+
+/// Registers the publisher's metrics in `registry` and starts it on the hub the
+/// environment names (in-cluster or KUBECONFIG).
+async fn spawn_publisher(
+    config: &Config,
+    refresher: Arc<Refresher>,
+    carbon: Arc<dyn CarbonIntensitySource>,
+    clock: Clock,
+    registry: &Registry,
+    gauges: &CarbonGauges,
+) -> Result<Publishing> {
+    let client = kube::Client::try_default()
+        .await
+        .context("ocm: connecting to the hub apiserver (in-cluster or KUBECONFIG)")?;
+    let metrics = OcmMetrics::register(registry, gauges).context("ocm: registering metrics")?;
+    crate::ocm::spawn(crate::ocm::Inputs {
+        client,
+        refresher,
+        carbon,
+        settings: Arc::new(OcmSettings::of(config)),
+        clock,
+        metrics,
+    })
+    .await
 }
 
 /// The node power model the configuration names (`power.onnxModel`), falling back to the
@@ -118,7 +264,8 @@ pub fn power_model(config: &Config) -> Arc<FallbackPowerModel> {
 pub fn demo(config: Config) -> Result<Parts> {
     let fleet = SimulatedFleet::embedded(42);
     let config = demo_config(config, &fleet);
-    let nodes: Arc<dyn NodeSource> = Arc::new(DemoNodes::new(&fleet, &config));
+    let (registry, watch_metrics, event_metrics) = source_metrics()?;
+    let nodes: Arc<dyn NodeSource> = Arc::new(DemoNodes::new(&fleet, &ViewSettings::of(&config)));
     let carbon = Arc::new(CarbonCurves::embedded_2020().context("embedded carbon curves")?);
     let clock: Clock = Arc::new(|| {
         let now = Utc::now();
@@ -140,7 +287,9 @@ pub fn demo(config: Config) -> Result<Parts> {
         carbon,
         clock,
         events: Arc::new(NoEvents),
-        metrics: Metrics::new().context("registering metrics")?,
+        registry,
+        watch_metrics,
+        event_metrics,
     })
 }
 
@@ -180,18 +329,19 @@ pub async fn live(config: Config) -> Result<Parts> {
         .context("Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
     let client = kube::Client::try_from(kube_config.clone())
         .context("connecting to the Kubernetes apiserver (in-cluster or KUBECONFIG)")?;
-    let metrics = Metrics::new().context("registering metrics")?;
+    let (registry, watch_metrics, event_metrics) = source_metrics()?;
     let events: Arc<dyn EventSink> = if config.events.enabled {
         Arc::new(KubeEvents::spawn(
             client.clone(),
             EventOptions::from_config(&config.events),
-            metrics.clone(),
+            event_metrics.clone(),
         ))
     } else {
         Arc::new(NoEvents)
     };
     let nodes: Arc<dyn NodeSource> = Arc::new(
-        KubeNodes::spawn(kube_config, &metrics).context("starting the node and pod watches")?,
+        KubeNodes::spawn(kube_config, &watch_metrics)
+            .context("starting the node and pod watches")?,
     );
     Ok(Parts {
         config,
@@ -200,7 +350,9 @@ pub async fn live(config: Config) -> Result<Parts> {
         carbon,
         clock: Arc::new(Utc::now),
         events,
-        metrics,
+        registry,
+        watch_metrics,
+        event_metrics,
     })
 }
 

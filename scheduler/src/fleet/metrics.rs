@@ -1,0 +1,208 @@
+//! The fleet layer's metrics: the Kubernetes watches' health, and what the current view
+//! says (nodes known, telemetry age, latency gaps, grid intensity and carbon rates).
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use super::view::FleetView;
+
+/// The Kubernetes watches, label values of `ecoplace_watch_*{watch}`.
+pub const WATCHES: [&str; 2] = ["nodes", "pods"];
+
+/// Health of the Node and Pod watches.
+#[derive(Debug, Clone)]
+pub struct WatchMetrics {
+    /// `ecoplace_watch_up{watch}` (nodes, pods): 1 while the Kubernetes watch delivers, 0
+    /// while it is failing (or before its first list).
+    pub watch_up: IntGaugeVec,
+    /// `ecoplace_watch_errors_total{watch}`: errors reported by a Kubernetes watch.
+    pub watch_errors: IntCounterVec,
+}
+
+impl WatchMetrics {
+    /// Creates the metrics and registers them in `registry` (errors at 0 from start).
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let watch_up = IntGaugeVec::new(
+            Opts::new(
+                "ecoplace_watch_up",
+                "1 while the Kubernetes watch (nodes, pods) delivers, 0 while it is failing or before its first list.",
+            ),
+            &["watch"],
+        )?;
+        let watch_errors = IntCounterVec::new(
+            Opts::new(
+                "ecoplace_watch_errors_total",
+                "Errors reported by the Kubernetes watches (connection, HTTP status, stream cut, relist).",
+            ),
+            &["watch"],
+        )?;
+        registry.register(Box::new(watch_up.clone()))?;
+        registry.register(Box::new(watch_errors.clone()))?;
+        for watch in WATCHES {
+            watch_errors.with_label_values(&[watch]);
+        }
+        Ok(Self {
+            watch_up,
+            watch_errors,
+        })
+    }
+}
+
+/// `ecoplace_telemetry_age_seconds`, unregistered (the view's, and `ocm-scores`' own).
+pub fn telemetry_age_gauge() -> Result<Gauge, prometheus::Error> {
+    Gauge::new(
+        "ecoplace_telemetry_age_seconds",
+        "Age of the Kepler snapshot decisions use (-1: none).",
+    )
+}
+
+/// What the current fleet view says, set each time one is built.
+#[derive(Debug, Clone)]
+pub struct ViewMetrics {
+    /// `ecoplace_telemetry_age_seconds` at the view's build time (−1: no snapshot).
+    pub telemetry_age: Gauge,
+    /// `ecoplace_nodes_known`.
+    pub nodes_known: Gauge,
+    /// `ecoplace_latency_unknown_nodes{user_region}`: known nodes whose latency from a user
+    /// region of `topology.latencyMs` is not configured (neutral latency term there).
+    pub latency_unknown: IntGaugeVec,
+    /// `ecoplace_grid_carbon_intensity_grams_per_kwh{zone}` and
+    /// `ecoplace_carbon_rate_grams_per_hour{kind="node",target,zone}`.
+    pub carbon: CarbonGauges,
+}
+
+impl ViewMetrics {
+    /// Creates the metrics and registers them in `registry`; the carbon gauges are
+    /// `carbon`'s (registered once per registry, shared with the OCM publisher).
+    pub fn register(registry: &Registry, carbon: &CarbonGauges) -> Result<Self, prometheus::Error> {
+        let telemetry_age = telemetry_age_gauge()?;
+        let nodes_known = Gauge::new("ecoplace_nodes_known", "Nodes in the extender's view.")?;
+        let latency_unknown = IntGaugeVec::new(
+            Opts::new(
+                "ecoplace_latency_unknown_nodes",
+                "Known nodes whose latency from this user region is not in topology.latencyMs (they pass with a neutral latency term).",
+            ),
+            &["user_region"],
+        )?;
+        registry.register(Box::new(telemetry_age.clone()))?;
+        registry.register(Box::new(nodes_known.clone()))?;
+        registry.register(Box::new(latency_unknown.clone()))?;
+        Ok(Self {
+            telemetry_age,
+            nodes_known,
+            latency_unknown,
+            carbon: carbon.handle(),
+        })
+    }
+
+    /// Sets every gauge from `view`.
+    pub fn observe(&self, view: &FleetView) {
+        self.nodes_known.set(view.targets.len() as f64);
+        let age = view.telemetry_age_s(view.inputs.built_at).unwrap_or(-1.0);
+        self.telemetry_age.set(age);
+        self.carbon.set(
+            view.inputs
+                .carbon
+                .iter()
+                .map(|(zone, o)| (zone.as_str(), o.now_g_per_kwh)),
+            view.carbon_rates
+                .iter()
+                .map(|(node, zone, g)| ("node", node.as_str(), zone.as_str(), *g)),
+        );
+        for (region, &n) in &view.latency_unknown {
+            let n = i64::try_from(n).unwrap_or(i64::MAX);
+            self.latency_unknown
+                .with_label_values(&[region.as_str()])
+                .set(n);
+        }
+    }
+}
+
+/// The grid-intensity and carbon-rate gauges, shared by the extender and the OCM publisher
+/// (each handle removes only the series it set itself).
+#[derive(Debug, Clone)]
+pub struct CarbonGauges {
+    /// `ecoplace_grid_carbon_intensity_grams_per_kwh{zone}`.
+    pub grid_intensity: GaugeVec,
+    /// `ecoplace_carbon_rate_grams_per_hour{kind,target,zone}`.
+    pub carbon_rate: GaugeVec,
+    /// The series this handle set last time: zones, and (kind, target, zone).
+    set_before: Arc<Mutex<SetBefore>>,
+}
+
+/// Label values a [`CarbonGauges`] handle set on its last call.
+#[derive(Debug, Default)]
+struct SetBefore {
+    zones: BTreeSet<String>,
+    rates: BTreeSet<[String; 3]>,
+}
+
+impl CarbonGauges {
+    /// Creates the gauges and registers them in `registry`.
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let grid_intensity = GaugeVec::new(
+            Opts::new(
+                "ecoplace_grid_carbon_intensity_grams_per_kwh",
+                "Grid carbon intensity now of each zone ecoplace decides for (gCO2e/kWh), from the configured carbon source.",
+            ),
+            &["zone"],
+        )?;
+        let carbon_rate = GaugeVec::new(
+            Opts::new(
+                "ecoplace_carbon_rate_grams_per_hour",
+                "Measured power of a node (kind=node) or managed cluster (kind=cluster) times its zone's grid intensity now, gCO2e/h.",
+            ),
+            &["kind", "target", "zone"],
+        )?;
+        registry.register(Box::new(grid_intensity.clone()))?;
+        registry.register(Box::new(carbon_rate.clone()))?;
+        Ok(Self {
+            grid_intensity,
+            carbon_rate,
+            set_before: Arc::default(),
+        })
+    }
+
+    /// Another handle on the same gauges, removing only the series it sets itself.
+    pub fn handle(&self) -> Self {
+        Self {
+            grid_intensity: self.grid_intensity.clone(),
+            carbon_rate: self.carbon_rate.clone(),
+            set_before: Arc::default(),
+        }
+    }
+
+    /// Sets `intensities` (zone, g/kWh) and `rates` (kind, target, zone, g/h); the series
+    /// this handle set last time and not now disappear.
+    pub fn set<'a>(
+        &self,
+        intensities: impl IntoIterator<Item = (&'a str, f64)>,
+        rates: impl IntoIterator<Item = (&'a str, &'a str, &'a str, f64)>,
+    ) {
+        let Ok(mut before) = self.set_before.lock() else {
+            return;
+        };
+        let mut zones = BTreeSet::new();
+        for (zone, g) in intensities {
+            self.grid_intensity.with_label_values(&[zone]).set(g);
+            zones.insert(zone.to_string());
+        }
+        for gone in before.zones.difference(&zones) {
+            let _ = self.grid_intensity.remove_label_values(&[gone.as_str()]);
+        }
+        let mut set = BTreeSet::new();
+        for (kind, target, zone, g) in rates {
+            self.carbon_rate
+                .with_label_values(&[kind, target, zone])
+                .set(g);
+            set.insert([kind.to_string(), target.to_string(), zone.to_string()]);
+        }
+        for gone in before.rates.difference(&set) {
+            let labels: Vec<&str> = gone.iter().map(String::as_str).collect();
+            let _ = self.carbon_rate.remove_label_values(&labels);
+        }
+        *before = SetBefore { zones, rates: set };
+    }
+}
