@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chrono::{TimeZone, Utc};
 use scheduler::config::Config;
-use scheduler::extender::fleet::NodeFact;
-use scheduler::extender::sources::NodeSource;
-use scheduler::extender::wire::PodRequests;
-use scheduler::server::service::{self, Service};
+use scheduler::fleet::NodeFact;
+use scheduler::fleet::NodeSource;
+use scheduler::fleet::PodRequests;
+use scheduler::runtime::{self, Service};
 use serde_json::{Value, json};
 
 /// The golden names-mode request body (its pod is a Deployment replica with two
@@ -83,7 +83,7 @@ pub async fn service(config: Config, nodes: usize) -> Result<Service> {
 /// [`service`] with its view rebuilt every `view_every` (`ecoplace serve` rebuilds it
 /// every second: a load or soak test should too).
 pub async fn service_every(config: Config, nodes: usize, view_every: Duration) -> Result<Service> {
-    let mut parts = service::demo(config).context("demo parts")?;
+    let mut parts = runtime::demo(config).context("demo parts")?;
     parts.nodes = Arc::new(SyntheticNodes(synthetic_facts(nodes)));
     parts.clock = Arc::new(|| {
         Utc.with_ymd_and_hms(2020, 3, 4, 12, 0, 0)

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use kepler_client::{KeplerSchema, SimulatedFleet};
 use scheduler::config::Config;
-use scheduler::server::service::{self, Service};
+use scheduler::runtime::{self, Service};
 use serde_json::Value;
 use tests::kepler::serve_fleet;
 use tests::prometheus::{PrometheusServer, ScrapeJob};
@@ -64,7 +64,7 @@ async fn every_dashboard_expression_returns_series_on_a_demo_install() {
     let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
 
     let svc = Service::start(
-        service::demo(Config::default()).unwrap(),
+        runtime::demo(Config::default()).unwrap(),
         Duration::from_millis(500),
     )
     .await

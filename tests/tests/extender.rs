@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use kepler_client::{KeplerSchema, PrometheusSource, SimulatedFleet};
 use scheduler::config::Config;
-use scheduler::server::service::{self, Service};
+use scheduler::runtime::{self, Service};
 use serde_json::{Value, json};
 use tests::kepler::serve_fleet;
 
@@ -43,9 +43,9 @@ async fn prometheus_feeds_the_extender_and_its_loss_fails_open() {
         .unwrap();
 
     // The demo's node facts and power profiles; telemetry, carbon and the clock are live.
-    let mut parts = service::demo(config(&prom.url())).unwrap();
+    let mut parts = runtime::demo(config(&prom.url())).unwrap();
     let source = PrometheusSource::new(parts.config.telemetry.prometheus.clone().unwrap()).unwrap();
-    parts.carbon = service::carbon(&parts.config, &source).unwrap();
+    parts.carbon = runtime::carbon(&parts.config, &source).unwrap();
     parts.telemetry = Arc::new(source);
     parts.clock = Arc::new(Utc::now);
     let svc = Service::start(parts, Duration::from_millis(500))

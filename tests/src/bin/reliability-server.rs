@@ -17,7 +17,7 @@ use axum::serve::ListenerExt;
 use chrono::Utc;
 use kepler_client::{KeplerSchema, PrometheusSource, SimulatedFleet};
 use scheduler::config::Config;
-use scheduler::server::service::{self, Service};
+use scheduler::runtime::{self, Service};
 use serde_json::{Value, json};
 use tests::kepler::serve_fleet;
 use tests::prometheus::render_config;
@@ -41,7 +41,7 @@ async fn serve(prom_yml: &str, prom_url: &str, addr: &str) -> Result<()> {
     )
     .with_context(|| format!("writing {prom_yml}"))?;
 
-    let mut parts = service::demo(config(prom_url, stale_s)?)?;
+    let mut parts = runtime::demo(config(prom_url, stale_s)?)?;
     let prom = parts
         .config
         .telemetry
@@ -49,7 +49,7 @@ async fn serve(prom_yml: &str, prom_url: &str, addr: &str) -> Result<()> {
         .clone()
         .context("telemetry.prometheus")?;
     let source = PrometheusSource::new(prom)?;
-    parts.carbon = service::carbon(&parts.config, &source)?;
+    parts.carbon = runtime::carbon(&parts.config, &source)?;
     parts.telemetry = Arc::new(source);
     parts.clock = Arc::new(Utc::now);
     let svc = Service::start(parts, Duration::from_millis(500)).await?;
