@@ -13,7 +13,7 @@ use kepler_client::Refresher;
 use kepler_client::refresher::Clock;
 use prometheus::Registry;
 
-use crate::fleet::metrics::telemetry_age_gauge;
+use crate::fleet::metrics::{registered, telemetry_age_gauge};
 use crate::preflight;
 use crate::runtime::OcmScores;
 use crate::shutdown::{RELEASE_TIMEOUT, Shutdown};
@@ -72,8 +72,7 @@ pub fn router(
     registry: Registry,
     clock: Clock,
 ) -> Result<Router, prometheus::Error> {
-    let telemetry_age = telemetry_age_gauge()?;
-    registry.register(Box::new(telemetry_age.clone()))?;
+    let telemetry_age = registered(&registry, telemetry_age_gauge()?)?;
     let ready = Arc::clone(&refresher);
     Ok(Router::new()
         .route("/healthz", get(|| async { "ok" }))

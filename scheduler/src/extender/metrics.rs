@@ -5,6 +5,7 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, R
 
 use super::Verb;
 use crate::fleet::FailOpen;
+use crate::fleet::metrics::{registered, zeroed};
 use crate::fleet::policy::ANNOTATIONS;
 
 /// Label values of `ecoplace_decisions_total{outcome}`.
@@ -35,52 +36,67 @@ impl ExtenderMetrics {
     /// label values starts at 0, so that a dashboard shows 0 rather than "No data" before
     /// the first call or fault.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let requests = IntCounterVec::new(
-            Opts::new(
-                "ecoplace_extender_requests_total",
-                "Extender calls by verb and HTTP status.",
-            ),
-            &["verb", "code"],
+        let requests = registered(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "ecoplace_extender_requests_total",
+                    "Extender calls by verb and HTTP status.",
+                ),
+                &["verb", "code"],
+            )?,
         )?;
-        let duration = HistogramVec::new(
-            HistogramOpts::new(
-                "ecoplace_extender_request_duration_seconds",
-                "Time to answer an extender call, decoding to encoding.",
-            )
-            .buckets(vec![
-                0.000_05, 0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1,
-                0.25, 0.5, 1.0,
-            ]),
-            &["verb"],
+        let duration = registered(
+            registry,
+            HistogramVec::new(
+                HistogramOpts::new(
+                    "ecoplace_extender_request_duration_seconds",
+                    "Time to answer an extender call, decoding to encoding.",
+                )
+                .buckets(vec![
+                    0.000_05, 0.000_1, 0.000_2, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05,
+                    0.1, 0.25, 0.5, 1.0,
+                ]),
+                &["verb"],
+            )?,
         )?;
-        let fail_open = IntCounterVec::new(
-            Opts::new(
-                "ecoplace_fail_open_total",
-                "Calls answered with every node passing and neutral scores, by reason.",
-            ),
-            &["reason"],
+        let fail_open = registered(
+            registry,
+            IntCounterVec::new(
+                Opts::new(
+                    "ecoplace_fail_open_total",
+                    "Calls answered with every node passing and neutral scores, by reason.",
+                ),
+                &["reason"],
+            )?,
         )?;
-        let decisions = IntCounterVec::new(
-            Opts::new("ecoplace_decisions_total", "Decisions by verb and outcome."),
-            &["verb", "outcome"],
+        let decisions = registered(
+            registry,
+            IntCounterVec::new(
+                Opts::new("ecoplace_decisions_total", "Decisions by verb and outcome."),
+                &["verb", "outcome"],
+            )?,
         )?;
-        let annotation_errors = IntCounterVec::new(
-            Opts::new(
-                "ecoplace_annotation_errors_total",
-                "Malformed ecoplace.io/* pod annotations (defaults applied).",
-            ),
-            &["annotation"],
+        let annotation_errors = zeroed(
+            registered(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "ecoplace_annotation_errors_total",
+                        "Malformed ecoplace.io/* pod annotations (defaults applied).",
+                    ),
+                    &["annotation"],
+                )?,
+            )?,
+            &ANNOTATIONS,
+        );
+        let carbon_avoided = registered(
+            registry,
+            prometheus::Counter::new(
+                "ecoplace_carbon_avoided_grams_total",
+                "Estimated gCO2e the preferred node saves vs the median passing node, over each pod's expected lifetime.",
+            )?,
         )?;
-        let carbon_avoided = prometheus::Counter::new(
-            "ecoplace_carbon_avoided_grams_total",
-            "Estimated gCO2e the preferred node saves vs the median passing node, over each pod's expected lifetime.",
-        )?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(duration.clone()))?;
-        registry.register(Box::new(fail_open.clone()))?;
-        registry.register(Box::new(decisions.clone()))?;
-        registry.register(Box::new(annotation_errors.clone()))?;
-        registry.register(Box::new(carbon_avoided.clone()))?;
         for verb in [Verb::Filter, Verb::Prioritize] {
             for code in ["200", "400"] {
                 requests.with_label_values(&[verb.as_str(), code]);
@@ -92,9 +108,6 @@ impl ExtenderMetrics {
         }
         for reason in FailOpen::ALL {
             fail_open.with_label_values(&[reason.as_str()]);
-        }
-        for annotation in ANNOTATIONS {
-            annotation_errors.with_label_values(&[annotation]);
         }
         Ok(Self {
             requests,
@@ -119,22 +132,26 @@ pub struct EventMetrics {
 impl EventMetrics {
     /// Creates the metrics and registers them in `registry` (each result at 0 from start).
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let events = IntCounterVec::new(
-            Opts::new(
-                "ecoplace_events_total",
-                "Kubernetes Events on pods by result: written, failed, suppressed (per-pod rate limit).",
-            ),
-            &["result"],
+        let events = zeroed(
+            registered(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "ecoplace_events_total",
+                        "Kubernetes Events on pods by result: written, failed, suppressed (per-pod rate limit).",
+                    ),
+                    &["result"],
+                )?,
+            )?,
+            &EVENT_RESULTS,
+        );
+        let events_dropped = registered(
+            registry,
+            IntCounter::new(
+                "ecoplace_events_dropped_total",
+                "Kubernetes Events dropped because the write queue was full.",
+            )?,
         )?;
-        let events_dropped = IntCounter::new(
-            "ecoplace_events_dropped_total",
-            "Kubernetes Events dropped because the write queue was full.",
-        )?;
-        registry.register(Box::new(events.clone()))?;
-        registry.register(Box::new(events_dropped.clone()))?;
-        for result in EVENT_RESULTS {
-            events.with_label_values(&[result]);
-        }
         Ok(Self {
             events,
             events_dropped,

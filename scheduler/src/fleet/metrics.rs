@@ -8,6 +8,24 @@ use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use super::view::FleetView;
 
+/// `metric`, registered in `registry` (the handle returned is a clone of the one registered).
+pub fn registered<M>(registry: &Registry, metric: M) -> Result<M, prometheus::Error>
+where
+    M: prometheus::core::Collector + Clone + 'static,
+{
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+/// `metric` with a series at 0 for each of `values` of its one label, so that a dashboard
+/// shows 0 rather than "No data" before the first event.
+pub fn zeroed(metric: IntCounterVec, values: &[&str]) -> IntCounterVec {
+    for v in values {
+        metric.with_label_values(&[v]);
+    }
+    metric
+}
+
 /// The Kubernetes watches, label values of `ecoplace_watch_*{watch}`.
 pub const WATCHES: [&str; 2] = ["nodes", "pods"];
 
@@ -24,25 +42,29 @@ pub struct WatchMetrics {
 impl WatchMetrics {
     /// Creates the metrics and registers them in `registry` (errors at 0 from start).
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let watch_up = IntGaugeVec::new(
-            Opts::new(
-                "ecoplace_watch_up",
-                "1 while the Kubernetes watch (nodes, pods) delivers, 0 while it is failing or before its first list.",
-            ),
-            &["watch"],
+        let watch_up = registered(
+            registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "ecoplace_watch_up",
+                    "1 while the Kubernetes watch (nodes, pods) delivers, 0 while it is failing or before its first list.",
+                ),
+                &["watch"],
+            )?,
         )?;
-        let watch_errors = IntCounterVec::new(
-            Opts::new(
-                "ecoplace_watch_errors_total",
-                "Errors reported by the Kubernetes watches (connection, HTTP status, stream cut, relist).",
-            ),
-            &["watch"],
-        )?;
-        registry.register(Box::new(watch_up.clone()))?;
-        registry.register(Box::new(watch_errors.clone()))?;
-        for watch in WATCHES {
-            watch_errors.with_label_values(&[watch]);
-        }
+        let watch_errors = zeroed(
+            registered(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "ecoplace_watch_errors_total",
+                        "Errors reported by the Kubernetes watches (connection, HTTP status, stream cut, relist).",
+                    ),
+                    &["watch"],
+                )?,
+            )?,
+            &WATCHES,
+        );
         Ok(Self {
             watch_up,
             watch_errors,
@@ -77,18 +99,21 @@ impl ViewMetrics {
     /// Creates the metrics and registers them in `registry`; the carbon gauges are
     /// `carbon`'s (registered once per registry, shared with the OCM publisher).
     pub fn register(registry: &Registry, carbon: &CarbonGauges) -> Result<Self, prometheus::Error> {
-        let telemetry_age = telemetry_age_gauge()?;
-        let nodes_known = Gauge::new("ecoplace_nodes_known", "Nodes in the extender's view.")?;
-        let latency_unknown = IntGaugeVec::new(
-            Opts::new(
-                "ecoplace_latency_unknown_nodes",
-                "Known nodes whose latency from this user region is not in topology.latencyMs (they pass with a neutral latency term).",
-            ),
-            &["user_region"],
+        let telemetry_age = registered(registry, telemetry_age_gauge()?)?;
+        let nodes_known = registered(
+            registry,
+            Gauge::new("ecoplace_nodes_known", "Nodes in the extender's view.")?,
         )?;
-        registry.register(Box::new(telemetry_age.clone()))?;
-        registry.register(Box::new(nodes_known.clone()))?;
-        registry.register(Box::new(latency_unknown.clone()))?;
+        let latency_unknown = registered(
+            registry,
+            IntGaugeVec::new(
+                Opts::new(
+                    "ecoplace_latency_unknown_nodes",
+                    "Known nodes whose latency from this user region is not in topology.latencyMs (they pass with a neutral latency term).",
+                ),
+                &["user_region"],
+            )?,
+        )?;
         Ok(Self {
             telemetry_age,
             nodes_known,
@@ -142,22 +167,26 @@ struct SetBefore {
 impl CarbonGauges {
     /// Creates the gauges and registers them in `registry`.
     pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
-        let grid_intensity = GaugeVec::new(
-            Opts::new(
-                "ecoplace_grid_carbon_intensity_grams_per_kwh",
-                "Grid carbon intensity now of each zone ecoplace decides for (gCO2e/kWh), from the configured carbon source.",
-            ),
-            &["zone"],
+        let grid_intensity = registered(
+            registry,
+            GaugeVec::new(
+                Opts::new(
+                    "ecoplace_grid_carbon_intensity_grams_per_kwh",
+                    "Grid carbon intensity now of each zone ecoplace decides for (gCO2e/kWh), from the configured carbon source.",
+                ),
+                &["zone"],
+            )?,
         )?;
-        let carbon_rate = GaugeVec::new(
-            Opts::new(
-                "ecoplace_carbon_rate_grams_per_hour",
-                "Measured power of a node (kind=node) or managed cluster (kind=cluster) times its zone's grid intensity now, gCO2e/h.",
-            ),
-            &["kind", "target", "zone"],
+        let carbon_rate = registered(
+            registry,
+            GaugeVec::new(
+                Opts::new(
+                    "ecoplace_carbon_rate_grams_per_hour",
+                    "Measured power of a node (kind=node) or managed cluster (kind=cluster) times its zone's grid intensity now, gCO2e/h.",
+                ),
+                &["kind", "target", "zone"],
+            )?,
         )?;
-        registry.register(Box::new(grid_intensity.clone()))?;
-        registry.register(Box::new(carbon_rate.clone()))?;
         Ok(Self {
             grid_intensity,
             carbon_rate,

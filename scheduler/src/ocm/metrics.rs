@@ -3,6 +3,7 @@
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::fleet::CarbonGauges;
+use crate::fleet::metrics::{registered, zeroed};
 
 /// Label values of `ecoplace_ocm_score_publish_total{result}` (each exported at 0 from start).
 pub const RESULTS: [&str; 8] = [
@@ -36,27 +37,33 @@ impl OcmMetrics {
     /// Creates the metrics and registers them in `registry`; the carbon gauges are
     /// `carbon`'s (registered once per registry, shared with the extender in `serve`).
     pub fn register(registry: &Registry, carbon: &CarbonGauges) -> Result<Self, prometheus::Error> {
-        let publish = IntCounterVec::new(
-            Opts::new(
-                "ecoplace_ocm_score_publish_total",
-                "AddOnPlacementScore outcomes per managed cluster and round, by result.",
-            ),
-            &["result"],
+        let publish = zeroed(
+            registered(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "ecoplace_ocm_score_publish_total",
+                        "AddOnPlacementScore outcomes per managed cluster and round, by result.",
+                    ),
+                    &["result"],
+                )?,
+            )?,
+            &RESULTS,
+        );
+        let failures = registered(
+            registry,
+            IntCounter::new(
+                "ecoplace_ocm_score_publish_failures_total",
+                "Failed apiserver calls of the OCM score publisher (list or write after retries).",
+            )?,
         )?;
-        let failures = IntCounter::new(
-            "ecoplace_ocm_score_publish_failures_total",
-            "Failed apiserver calls of the OCM score publisher (list or write after retries).",
+        let leader = registered(
+            registry,
+            IntGauge::new(
+                "ecoplace_ocm_leader",
+                "1 while this replica holds the OCM score publisher's Lease.",
+            )?,
         )?;
-        let leader = IntGauge::new(
-            "ecoplace_ocm_leader",
-            "1 while this replica holds the OCM score publisher's Lease.",
-        )?;
-        registry.register(Box::new(publish.clone()))?;
-        registry.register(Box::new(failures.clone()))?;
-        registry.register(Box::new(leader.clone()))?;
-        for result in RESULTS {
-            publish.with_label_values(&[result]);
-        }
         Ok(Self {
             publish,
             failures,
