@@ -60,12 +60,7 @@ pub fn num(v: Option<f64>, digits: usize) -> String {
 }
 
 /// Appends a Markdown table: the first `left` columns left-aligned, the rest right-aligned.
-pub fn md_table(
-    out: &mut String,
-    head: &[&str],
-    left: usize,
-    body: impl Iterator<Item = Vec<String>>,
-) {
+fn md_table(out: &mut String, head: &[&str], left: usize, body: impl Iterator<Item = Vec<String>>) {
     let line = |cells: &[&str]| format!("| {} |", cells.join(" | "));
     let _ = writeln!(out, "{}", line(head));
     let align: Vec<&str> = (0..head.len())
@@ -86,7 +81,7 @@ impl Document {
 }
 
 /// Blocks as Markdown, each after a blank line (charts are named, not drawn).
-pub fn markdown_blocks(blocks: &[Block]) -> String {
+fn markdown_blocks(blocks: &[Block]) -> String {
     let mut out = String::new();
     for b in blocks {
         out.push('\n');

@@ -1,36 +1,15 @@
-//! The simulation report as a document (rendered to report.html; its Pareto section also
-//! goes into report.md): the policies side by
-//! side, hourly power and carbon per policy against the grid intensity, and the
-//! carbon–latency Pareto front.
+//! The simulation report as one report `Document`, rendered by `output` to report.md
+//! (`Document::markdown`) and report.html (`Document::html`): the scenario, the policies
+//! side by side, hourly power and carbon per policy against the grid intensity, the
+//! carbon–latency Pareto front, the details, the clusters and the legend.
 
-use super::output::{LEGEND, cluster_table, details_table, facts, results_table};
-use super::pareto::{ParetoSummary, PlanPoint, without_plan};
-use super::{Fleet, Policy, PolicyRun, Report};
-use crate::report::{Block, Chart, Document, Mark, Series, Table, XAxis, num};
-
-/// What the charts and the Pareto table show.
-pub const CHART_LEGEND: &[(&str, &str)] = &[
-    (
-        "power kW",
-        "hourly mean of the fleet's platform power under the policy (awake nodes only)",
-    ),
-    (
-        "carbon rate kgCO2e/h",
-        "hourly mean of each awake node's power × its cluster's grid intensity",
-    ),
-    (
-        "intensity gCO2e/kWh",
-        "the real 2020 grid carbon intensity of each cluster's zone, hourly mean",
-    ),
-    (
-        "mean latency ms",
-        "a plan's round-trip latency from each service replica's users, averaged over replicas",
-    ),
-    (
-        "carbon gCO2e (horizon)",
-        "a plan's emissions over the planning horizon: predicted power of the placed replicas plus the idle power of the nodes it wakes, × intensity",
-    ),
-];
+use super::pareto::{POINTS, ParetoSummary, PlanPoint};
+use super::tables::{
+    cluster_table, details_table, facts, legend, pareto_notes, pareto_table, policy_lines,
+    results_table,
+};
+use super::{Fleet, PolicyRun, Report};
+use crate::report::{Block, Chart, Document, Mark, Series, XAxis};
 
 /// Hourly (x in hours from the start, value) series per policy: fleet power in kW and
 /// carbon rate in kgCO2e/h; and per cluster the intensity in gCO2e/kWh.
@@ -108,11 +87,7 @@ fn hourly(
 }
 
 /// The Pareto section: what was swept, the chart, the table and what is missing.
-pub fn pareto_blocks(p: &ParetoSummary, order: &[String]) -> Vec<Block> {
-    let policies: Vec<Policy> = order
-        .iter()
-        .filter_map(|n| Policy::ALL.iter().copied().find(|p| p.name() == n))
-        .collect();
+fn pareto_blocks(p: &ParetoSummary, order: &[String]) -> Vec<Block> {
     let mut b = vec![
         Block::Heading("Carbon against latency: the Pareto front".into()),
         Block::Text(format!(
@@ -121,7 +96,7 @@ pub fn pareto_blocks(p: &ParetoSummary, order: &[String]) -> Vec<Block> {
             p.services,
             p.replicas,
             p.horizon_h,
-            super::pareto::POINTS,
+            POINTS,
             p.weights.carbon,
             p.weights.energy,
             p.weights.migration,
@@ -147,51 +122,15 @@ pub fn pareto_blocks(p: &ParetoSummary, order: &[String]) -> Vec<Block> {
         series,
         right: None,
     }));
-    b.push(Block::Table(Table {
-        head: [
-            "plan",
-            "ε total latency ms",
-            "mean latency ms",
-            "carbon gCO2e (horizon)",
-            "energy Wh (horizon)",
-            "nodes used",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-        left: 1,
-        rows: p
-            .front
-            .iter()
-            .chain(&p.policies)
-            .map(|v| {
-                vec![
-                    v.source.clone(),
-                    num(v.epsilon_ms, 1),
-                    format!("{:.2}", v.mean_latency_ms),
-                    format!("{:.1}", v.carbon_g),
-                    format!("{:.1}", v.energy_wh),
-                    v.nodes_used.to_string(),
-                ]
-            })
-            .collect(),
-    }));
-    let heuristics = without_plan(&policies);
-    let mut notes: Vec<String> = p.errors.clone();
-    if !heuristics.is_empty() {
-        notes.push(format!(
-            "{} place pod by pod without the MILP, so they have no plan on this chart",
-            heuristics.join(", ")
-        ));
-    }
+    b.push(Block::Table(pareto_table(p)));
+    let notes = pareto_notes(p, order);
     if !notes.is_empty() {
         b.push(Block::List(notes));
     }
     b
 }
 
-/// The HTML document of a simulation: `runs` must have recorded their steps for the
-/// time series (`Settings::record_steps`); without them the charts say there is no data.
+/// The report of a simulation, for report.md and report.html (charts need `Settings::record_steps`).
 pub fn document(report: &Report, runs: &[PolicyRun], fleet: &Fleet, command: &str) -> Document {
     let mut b = vec![Block::Facts(facts(report, command))];
     b.push(Block::Heading("Results".into()));
@@ -226,24 +165,9 @@ pub fn document(report: &Report, runs: &[PolicyRun], fleet: &Fleet, command: &st
     b.push(Block::Heading("Clusters".into()));
     b.push(Block::Table(cluster_table(report)));
     b.push(Block::Heading("Policies".into()));
-    b.push(Block::List(
-        report
-            .order
-            .iter()
-            .filter_map(|n| {
-                let p = Policy::ALL.iter().find(|p| p.name() == n)?;
-                Some(format!("`{n}`: {}", p.describe()))
-            })
-            .collect(),
-    ));
+    b.push(Block::List(policy_lines(&report.order)));
     b.push(Block::Heading("What the figures mean".into()));
-    b.push(Block::Legend(
-        LEGEND
-            .iter()
-            .chain(CHART_LEGEND)
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-    ));
+    b.push(Block::Legend(legend()));
     Document {
         title: "ecoplace simulate: policies compared".into(),
         blocks: b,
@@ -253,37 +177,71 @@ pub fn document(report: &Report, runs: &[PolicyRun], fleet: &Fleet, command: &st
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
-    use crate::commands::simulate::{SimulateArgs, scenario};
-    use crate::simulate::{self, output, pareto};
+    use chrono::{TimeZone, Utc};
+
+    use crate::simulate::{
+        self, Fleet, GeneratorConfig, Policy, Scenario, Settings, pareto, tables, trace,
+    };
+
+    /// The scenario `ecoplace simulate --days 0.1 --policies default,balanced` runs (seed
+    /// 42, embedded fleet, generated trace), built from `simulate` alone.
+    fn scenario() -> Scenario {
+        let (seed, days) = (42, 0.1);
+        let start = Utc.with_ymd_and_hms(2020, 3, 2, 0, 0, 0).unwrap();
+        let mut trace = trace::generate(&GeneratorConfig::default(), seed, start, days);
+        trace.sort_by(|a, b| a.arrive.cmp(&b.arrive).then_with(|| a.name.cmp(&b.name)));
+        let mut settings = Settings::new(start, days);
+        settings.record_steps = true;
+        Scenario {
+            fleet: Fleet::embedded(seed).unwrap(),
+            trace,
+            trace_origin: format!("generated (seed {seed})"),
+            seed,
+            settings,
+            policies: vec![Policy::Default, Policy::Balanced],
+        }
+    }
 
     #[test]
-    fn report_html_draws_every_chart_without_nan() {
-        let args = SimulateArgs {
-            days: 0.1,
-            start: "2020-03-02".into(),
-            seed: 42,
-            policies: "default,balanced".into(),
-            fleet: None,
-            trace: None,
-            out: None,
-        };
-        let mut sc = scenario(&args).unwrap();
-        sc.settings.record_steps = true;
+    fn one_document_gives_report_html_with_every_chart_and_report_md_with_every_table() {
+        let sc = scenario();
         let (mut report, runs) = simulate::simulate(&sc).unwrap();
         report.pareto = Some(pareto::sweep(&sc).unwrap());
         let p = report.pareto.as_ref().unwrap();
         assert!(!p.front.is_empty() && p.errors.is_empty(), "{:?}", p.errors);
         assert_eq!(p.policies.len(), 1, "balanced only: default has no plan");
-        let html = super::document(&report, &runs, &sc.fleet, "test")
-            .html()
-            .unwrap();
+        let doc = super::document(&report, &runs, &sc.fleet, "test");
+        let html = doc.html().unwrap();
         assert_eq!(html.matches("<svg").count(), 3, "power, carbon, Pareto");
         assert_eq!(html.matches("</svg>").count(), 3);
         assert!(!html.contains("NaN"));
         assert!(html.contains("policy balanced") && html.contains("Pareto front"));
         assert!(!html.contains("no data to draw"));
         assert!(html.trim_end().ends_with("</html>"));
-        let md = output::markdown(&report, "test");
+        let md = doc.markdown();
         assert!(md.contains("## Carbon against latency: the Pareto front"));
+        assert!(md.contains("- Command: `test`"), "{md}");
+        for table in [
+            tables::results_table(&report),
+            tables::details_table(&report),
+            tables::cluster_table(&report),
+            tables::pareto_table(p),
+        ] {
+            assert!(
+                md.contains(&format!("| {} |", table.head.join(" | "))),
+                "{md}"
+            );
+            for row in &table.rows {
+                assert!(md.contains(&format!("| {} |", row.join(" | "))), "{md}");
+            }
+        }
+        for (k, v) in tables::LEGEND.iter().chain(tables::CHART_LEGEND) {
+            assert!(md.contains(&format!("- **{k}**: {v}")), "{k} in:\n{md}");
+        }
+        assert!(md.contains("- `balanced`: "), "{md}");
+        assert!(
+            md.contains("default place pod by pod without the MILP"),
+            "{md}"
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod output;
 pub mod pareto;
 pub mod policy;
 pub mod results;
+pub mod tables;
 pub mod trace;
 
 use std::collections::BTreeMap;

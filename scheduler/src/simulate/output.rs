@@ -1,4 +1,6 @@
-//! The simulation report as a terminal table, Markdown, CSV and JSON.
+//! Writes the simulation's outputs: the terminal table, and into `--out` report.md and
+//! report.html (both rendered from the one `document::document`), results.csv and
+//! results.json.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -6,60 +8,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::policy::Policy;
-use super::{Fleet, PolicyResult, PolicyRun, Report};
-use crate::report::{Table, markdown_blocks, md_table};
-
-/// What every reported figure means (printed under the table and in report.md).
-pub const LEGEND: &[(&str, &str)] = &[
-    (
-        "energy kWh",
-        "fleet energy over the whole period: the platform power of every awake node (idle + load, PEAKS curve of its type) × time, summed; asleep nodes draw 0 W; PUE 1",
-    ),
-    (
-        "carbon kgCO2e",
-        "each node's energy in each 5-min step × its cluster's grid intensity in that step (real 2020 hourly data), summed",
-    ),
-    (
-        "g/kWh",
-        "carbon ÷ energy: the grid intensity the policy's energy was drawn at",
-    ),
-    (
-        "SLO viol.",
-        "service replica-steps (one replica for 5 min) served from beyond the latency SLO or not running for lack of a node, plus batch jobs that missed their deadline",
-    ),
-    (
-        "p50/p95 ms",
-        "round-trip latency from a service's users to the cluster of each running replica, over all replica-steps",
-    ),
-    (
-        "migrations",
-        "running pods moved to another node by rebalancing",
-    ),
-    (
-        "node-h",
-        "hours of awake nodes, summed over nodes (24 nodes always on for a week = 4032)",
-    ),
-    (
-        "vs default",
-        "change against the `default` policy on the same trace, in percent; negative = less (−47.9 % = 47.9 % less than `default`)",
-    ),
-];
-
-/// A change in percent, signed: `−47.9 %` for 47.9 % less.
-fn pct(change: Option<f64>) -> String {
-    change.map_or_else(
-        || "-".to_string(),
-        |p| format!("{} %", optimizer::plan::signed(p, 1)),
-    )
-}
-
-fn rows(report: &Report) -> impl Iterator<Item = (&str, &PolicyResult)> {
-    report
-        .order
-        .iter()
-        .filter_map(|n| report.policies.get(n).map(|r| (n.as_str(), r)))
-}
+use super::document::document;
+use super::tables::{LEGEND, pct, rows};
+use super::{Fleet, PolicyRun, Report};
 
 /// The terminal report: scenario, one line per policy, and the legend.
 pub fn table(report: &Report) -> String {
@@ -131,183 +82,6 @@ pub fn table(report: &Report) -> String {
     out
 }
 
-/// The clusters of the scenario: zone, size and mean grid intensity.
-pub fn cluster_table(report: &Report) -> Table {
-    Table {
-        head: strings(&["cluster", "zone", "nodes", "cores", "mean grid gCO2e/kWh"]),
-        left: 2,
-        rows: report
-            .scenario
-            .clusters
-            .iter()
-            .map(|c| {
-                vec![
-                    c.name.clone(),
-                    c.zone.clone(),
-                    c.nodes.to_string(),
-                    c.cores.to_string(),
-                    format!("{:.1}", c.mean_g_per_kwh),
-                ]
-            })
-            .collect(),
-    }
-}
-
-/// The policies side by side: energy, carbon, SLOs, latency, migrations, node-hours.
-pub fn results_table(report: &Report) -> Table {
-    Table {
-        head: strings(&[
-            "policy",
-            "energy kWh",
-            "vs default",
-            "carbon kgCO2e",
-            "vs default",
-            "gCO2e/kWh",
-            "SLO violations",
-            "p50 ms",
-            "p95 ms",
-            "migrations",
-            "node-hours",
-        ]),
-        left: 1,
-        rows: rows(report)
-            .map(|(name, r)| {
-                vec![
-                    name.to_string(),
-                    format!("{:.1}", r.energy_kwh),
-                    pct(r.energy_change_pct),
-                    format!("{:.1}", r.carbon_kg),
-                    pct(r.carbon_change_pct),
-                    format!("{:.1}", r.mean_intensity_g_per_kwh),
-                    r.slo_violations.to_string(),
-                    format!("{:.1}", r.p50_latency_ms),
-                    format!("{:.1}", r.p95_latency_ms),
-                    r.migrations.to_string(),
-                    format!("{:.1}", r.active_node_hours),
-                ]
-            })
-            .collect(),
-    }
-}
-
-/// The policies' detailed counts.
-pub fn details_table(report: &Report) -> Table {
-    Table {
-        head: strings(&[
-            "policy",
-            "replica-steps wanted",
-            "over SLO",
-            "pending",
-            "batch jobs",
-            "deadline misses",
-            "pods started",
-            "wakes",
-            "power-downs",
-            "MILP solves (failed)",
-            "max request ratio",
-        ]),
-        left: 1,
-        rows: rows(report)
-            .map(|(name, r)| {
-                vec![
-                    name.to_string(),
-                    r.replica_steps_wanted.to_string(),
-                    r.replica_steps_over_slo.to_string(),
-                    r.replica_steps_pending.to_string(),
-                    r.batch_jobs.to_string(),
-                    r.batch_deadline_misses.to_string(),
-                    r.pods_started.to_string(),
-                    r.node_wakes.to_string(),
-                    r.node_power_downs.to_string(),
-                    format!("{} ({})", r.milp_solves, r.milp_failures),
-                    format!("{:.3}", r.max_request_ratio),
-                ]
-            })
-            .collect(),
-    }
-}
-
-fn strings(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
-}
-
-fn md(out: &mut String, t: &Table) {
-    let head: Vec<&str> = t.head.iter().map(String::as_str).collect();
-    md_table(out, &head, t.left, t.rows.iter().cloned());
-}
-
-/// The scenario in key–value lines (the reports' header).
-pub fn facts(report: &Report, command: &str) -> Vec<(String, String)> {
-    let s = &report.scenario;
-    vec![
-        ("Command".into(), format!("`{command}`")),
-        (
-            "Period".into(),
-            format!(
-                "{} to {} ({}-minute steps), seed {}",
-                s.start.to_rfc3339(),
-                s.end.to_rfc3339(),
-                s.step_s / 60,
-                s.seed
-            ),
-        ),
-        (
-            "Fleet".into(),
-            format!("{}: {} nodes, {} cores", s.fleet, s.nodes, s.cores),
-        ),
-        (
-            "Trace".into(),
-            format!(
-                "{}: {} services, {} batch jobs",
-                s.trace, s.services, s.batch_jobs
-            ),
-        ),
-        (
-            "Load".into(),
-            format!(
-                "the trace requests {:.1} % of the fleet's cores on average, {:.1} % at its peak",
-                s.mean_requested_pct, s.peak_requested_pct
-            ),
-        ),
-        ("Decisions priced with".into(), s.power_model.clone()),
-    ]
-}
-
-/// The Markdown report.
-pub fn markdown(report: &Report, command: &str) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "# ecoplace simulate\n");
-    let facts = facts(report, command);
-    let _ = writeln!(out, "{}: {}\n", facts[0].0, facts[0].1);
-    for (k, v) in &facts[1..] {
-        let _ = writeln!(out, "- {k}: {v}");
-    }
-    out.push('\n');
-    md(&mut out, &cluster_table(report));
-    let _ = writeln!(out, "\n## Results\n");
-    md(&mut out, &results_table(report));
-    let _ = writeln!(out, "\n### Details\n");
-    md(&mut out, &details_table(report));
-    if let Some(p) = &report.pareto {
-        out.push('\n');
-        out.push_str(&markdown_blocks(&super::document::pareto_blocks(
-            p,
-            &report.order,
-        )));
-    }
-    let _ = writeln!(out, "\n## Policies\n");
-    for name in &report.order {
-        if let Some(p) = Policy::ALL.iter().find(|p| p.name() == name) {
-            let _ = writeln!(out, "- `{name}`: {}", p.describe());
-        }
-    }
-    let _ = writeln!(out, "\n## What the figures mean\n");
-    for (k, v) in LEGEND {
-        let _ = writeln!(out, "- **{k}**: {v}");
-    }
-    out
-}
-
 /// One CSV row: a policy's scalar figures.
 #[derive(Debug, Serialize)]
 struct CsvRow<'a> {
@@ -357,8 +131,7 @@ pub fn json(report: &Report) -> Result<String> {
     Ok(serde_json::to_string_pretty(report)? + "\n")
 }
 
-/// Writes report.md, report.html, results.csv and results.json into `dir` (created if
-/// missing); the HTML charts need `runs` recorded with `Settings::record_steps`.
+/// Writes report.md, report.html, results.csv and results.json into `dir` (created if missing).
 pub fn write_all(
     report: &Report,
     runs: &[PolicyRun],
@@ -371,11 +144,9 @@ pub fn write_all(
         let p = dir.join(name);
         std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))
     };
-    write("report.md", markdown(report, command))?;
-    write(
-        "report.html",
-        super::document::document(report, runs, fleet, command).html()?,
-    )?;
+    let doc = document(report, runs, fleet, command);
+    write("report.md", doc.markdown())?;
+    write("report.html", doc.html()?)?;
     write("results.csv", csv(report)?)?;
     write("results.json", json(report)?)?;
     Ok(())
