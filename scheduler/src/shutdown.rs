@@ -8,6 +8,8 @@
 //! process exits with status 1 whatever still runs (a start-up waiting on an unreachable
 //! apiserver, say), so it never outlives the pod's `terminationGracePeriodSeconds` (not
 //! set in manifests/base/deployment.yaml: Kubernetes' default, 30 s).
+//!
+//! A leaf: it imports nothing else in the crate.
 
 use std::future::{Future, IntoFuture};
 use std::time::{Duration, Instant};

@@ -2,7 +2,8 @@
 //! placement policy, through the production decision code (`optimizer::score_targets`
 //! per pod, `optimizer::plan` for batch rounds and rebalancing), and reports energy,
 //! carbon, SLOs, latency and migrations per policy. Deterministic for a seed.
-//! Model and formats: docs/simulate.md.
+//! Model and formats: docs/simulate.md. It may import `report` (the `Document` report.md
+//! and report.html are rendered from) and nothing else in the crate.
 
 pub mod document;
 pub mod engine;
