@@ -24,7 +24,7 @@ use crate::extender::metrics::{EventMetrics, ExtenderMetrics};
 use crate::extender::{Extender, ExtenderSettings};
 use crate::fleet::{
     CarbonGauges, DemoNodes, FleetView, Inputs, KubeNodes, NodeSource, ViewMetrics, ViewSettings,
-    WatchMetrics, build_view, run_updater,
+    WatchMetrics, run_updater, update,
 };
 use crate::ocm::metrics::OcmMetrics;
 use crate::ocm::{OcmSettings, Publishing};
@@ -125,15 +125,14 @@ impl Service {
             parts.events,
             ExtenderSettings::of(&config),
         ));
-        let first = build_view(&inputs).await;
-        view_metrics.observe(&first);
-        extender.publish(first);
-        let publish = Arc::clone(&extender);
+        let target = Arc::clone(&extender);
+        let publish = move |view: FleetView| target.publish(view);
+        update(&inputs, &view_metrics, &publish).await;
         tokio::spawn(run_updater(
             inputs,
             view_metrics.clone(),
             view_every,
-            move |view| publish.publish(view),
+            publish,
         ));
         Ok(Self {
             extender,

@@ -183,7 +183,7 @@ impl Extender {
         let view = self.view.load();
         let decision = decide(&view, &req, self.power.as_ref());
         progress.check()?;
-        self.account(verb, &req, &decision, self.explain);
+        self.account(verb, &req, &decision);
         let reply = match verb {
             Verb::Filter => decision.filter_reply(&req, body),
             Verb::Prioritize => {
@@ -196,10 +196,10 @@ impl Extender {
         reply.map_err(|_| Failure::Open(FailOpen::DecisionFailed))
     }
 
-    /// Metrics, logs and pod events of one decision; `explain` adds an `EcoplacePreferred`
+    /// Metrics, logs and pod events of one decision; `events.explain` adds an `EcoplacePreferred`
     /// event per prioritized pod. Annotation warnings go out from either verb (the event
     /// writer's rate limit dedups), explanations from prioritize only.
-    fn account(&self, verb: Verb, req: &Request, d: &Decision, explain: bool) {
+    fn account(&self, verb: Verb, req: &Request, d: &Decision) {
         let m = &self.metrics;
         let outcome = match (d.fail_open, d.skipped) {
             (Some(reason), _) => {
@@ -236,7 +236,7 @@ impl Extender {
                 "ecoplace preferred {}: −{avoided:.1} gCO2e over the pod's expected lifetime vs the median passing node",
                 best.name
             );
-            if explain {
+            if self.explain {
                 self.events
                     .publish(PodEvent::preferred(&req.pod.metadata, best, avoided));
             }

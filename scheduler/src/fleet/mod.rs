@@ -19,7 +19,7 @@ pub mod watch_health;
 pub use metrics::{CarbonGauges, ViewMetrics, WatchMetrics};
 pub use outlook::outlook;
 pub use requests::{PodRequests, pod_requests};
-pub use updater::{Inputs, build_view, run_updater, view_inputs};
+pub use updater::{Inputs, build_view, run_updater, update, view_inputs};
 pub use view::{FailOpen, FleetView, NodeFact, ViewInputs, carbon_zone, target};
 pub use watch::{DemoNodes, KubeNodes, NodeSource, node_facts};
 

@@ -31,8 +31,14 @@ pub struct Inputs {
     pub carbon_logged: Mutex<BTreeSet<String>>,
 }
 
-/// Rebuilds the view every `every`, forever: each one sets `metrics`, then goes to
-/// `publish` (the extender's, in `serve`).
+/// One update: builds a view from `inputs`, sets `metrics` from it, hands it to `publish`.
+pub async fn update(inputs: &Inputs, metrics: &ViewMetrics, publish: &impl Fn(FleetView)) {
+    let view = build_view(inputs).await;
+    metrics.observe(&view);
+    publish(view);
+}
+
+/// [`update`] every `every`, forever (`publish`: the extender's, in `serve`).
 pub async fn run_updater(
     inputs: Inputs,
     metrics: ViewMetrics,
@@ -40,9 +46,7 @@ pub async fn run_updater(
     publish: impl Fn(FleetView) + Send + 'static,
 ) {
     loop {
-        let view = build_view(&inputs).await;
-        metrics.observe(&view);
-        publish(view);
+        update(&inputs, &metrics, &publish).await;
         tokio::time::sleep(every).await;
     }
 }
