@@ -6,6 +6,7 @@
 //! scoring and the placement MILP share.
 
 pub mod cost;
+pub mod headroom;
 pub mod model;
 pub mod plan;
 pub mod power;

@@ -4,6 +4,7 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use kepler_client::accounting::JOULES_PER_KWH;
+use scheduler::simulate::policy::Lifecycle;
 use scheduler::simulate::trace::{self, Kind};
 use scheduler::simulate::{Fleet, GeneratorConfig, Policy, PolicyRun, Scenario, Settings};
 
@@ -32,7 +33,7 @@ fn invariants_hold_for_every_policy() {
     let s = scenario(7, 0.5);
     let (report, runs) = run(&s);
     let step_s = s.settings.step_s as f64;
-    assert_eq!(runs.len(), 5);
+    assert_eq!(runs.len(), Policy::ALL.len());
     for r in &runs {
         let name = r.policy.name();
         let c = &r.counters;
@@ -64,7 +65,8 @@ fn invariants_hold_for_every_policy() {
         // Energy is the integral of fleet power over time: exactly the step sum, and the
         // kepler-client integrator over the piecewise-constant power agrees.
         let fleet_watts: Vec<f64> = r.steps.iter().map(|x| x.node_watts.iter().sum()).collect();
-        let sum_j: f64 = fleet_watts.iter().map(|w| w * step_s).sum();
+        // Moves cost their energy on top of the nodes' power.
+        let sum_j: f64 = fleet_watts.iter().map(|w| w * step_s).sum::<f64>() + c.migration_j;
         assert!((sum_j - c.energy_j).abs() <= 1e-6 * c.energy_j, "{name}");
         let start = s.settings.start;
         let simpson = kepler_client::simulated::integrate(start, s.settings.end(), 1, |t, out| {
@@ -72,7 +74,7 @@ fn invariants_hold_for_every_policy() {
             out[0] = fleet_watts[k.min(fleet_watts.len() - 1)];
         })[0];
         assert!(
-            (simpson - c.energy_j).abs() <= 0.005 * c.energy_j,
+            (simpson + c.migration_j - c.energy_j).abs() <= 0.005 * c.energy_j,
             "{name}: {simpson} vs {}",
             c.energy_j
         );
@@ -86,16 +88,26 @@ fn invariants_hold_for_every_policy() {
                     .map(|(w, n)| w * step_s / JOULES_PER_KWH * x.cluster_intensity[n.cluster])
                     .sum::<f64>()
             })
-            .sum();
+            .sum::<f64>()
+            + c.migration_carbon_g;
         assert!((carbon - c.carbon_g).abs() <= 1e-6 * c.carbon_g, "{name}");
         let kwh = report.policies[name].energy_kwh;
         assert!((kwh - c.energy_j / JOULES_PER_KWH).abs() < 1e-3, "{name}");
 
-        // Every SLO is counted: every wanted replica-step is ok, over SLO or pending, and
-        // the wanted ones are what the trace's autoscaling asks for.
+        // Every SLO is counted: every wanted replica-step is ok, over SLO, pending (no
+        // node, its node booting, or restarting with no replica of its service serving) or
+        // restarting while another replica serves; the wanted ones are what the trace's
+        // autoscaling asks for.
         assert_eq!(
             c.replica_steps_wanted,
-            c.replica_steps_ok + c.replica_steps_over_slo + c.replica_steps_pending,
+            c.replica_steps_ok
+                + c.replica_steps_over_slo
+                + c.replica_steps_pending
+                + c.replica_steps_restarting_covered,
+            "{name}"
+        );
+        assert!(
+            c.replica_steps_booting + c.replica_steps_restarting <= c.replica_steps_pending,
             "{name}"
         );
         let mut wanted = 0u64;
@@ -134,10 +146,14 @@ fn invariants_hold_for_every_policy() {
             "{name}"
         );
     }
-    // Only the MILP policies move pods.
+    // Only the MILP policies and cluster-autoscaler drains move pods; the autoscaler
+    // powers nodes down.
     for r in &runs {
-        if !r.policy.uses_milp() {
+        if !r.policy.uses_milp() && r.policy.lifecycle() == Lifecycle::EmptyNodes {
             assert_eq!(r.counters.migrations, 0, "{}", r.policy.name());
+        }
+        if r.policy == Policy::Autoscaler {
+            assert!(r.counters.power_downs > 0);
         }
     }
 }
@@ -321,4 +337,75 @@ fn documented_fleet_and_trace_examples_are_valid() {
     let rows = trace::read_csv(&trace).expect("documented trace");
     assert_eq!(rows.len(), 2);
     trace::validate(&rows, &fleet.regions()).expect("valid rows");
+}
+
+#[test]
+fn a_sweep_runs_every_seed_and_season_and_summarises_per_policy() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ecoplace"))
+        .args([
+            "simulate",
+            "--days",
+            "0.1",
+            "--seeds",
+            "1..2",
+            "--seasons",
+            "winter,2020-07-06",
+            "--policies",
+            "autoscaler,peaks",
+            "--forecast",
+            "noisy:0.1",
+            "--out",
+        ])
+        .arg(dir.path())
+        .output()
+        .expect("ecoplace runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("4 scenarios × 2 policies"), "{stdout}");
+    assert!(stdout.contains("noisy"), "the forecast is named: {stdout}");
+    assert!(stdout.contains("by cleaner energy"), "{stdout}");
+    let csv = std::fs::read_to_string(dir.path().join("sweep.csv")).expect("sweep.csv");
+    // Header and 4 scenarios × 2 policies.
+    assert_eq!(csv.lines().count(), 9, "{csv}");
+    let v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("sweep.json")).expect("sweep.json"),
+    )
+    .expect("json");
+    let peaks = &v["policies"]["peaks"];
+    assert_eq!(peaks["runs"], 4);
+    // The attribution adds up to the saving against autoscaler, run by run.
+    for row in v["rows"].as_array().expect("rows") {
+        if row["policy"] != "peaks" {
+            continue;
+        }
+        let (seed, season) = (&row["seed"], &row["season"]);
+        let base = v["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .find(|r| r["policy"] == "autoscaler" && &r["seed"] == seed && &r["season"] == season)
+            .expect("autoscaler row");
+        let saved = base["carbon_kg"].as_f64().unwrap() - row["carbon_kg"].as_f64().unwrap();
+        let parts = row["saved_by_less_energy_kg"].as_f64().unwrap()
+            + row["saved_by_cleaner_energy_kg"].as_f64().unwrap();
+        assert!((saved - parts).abs() < 0.01, "{saved} vs {parts}");
+    }
+
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_ecoplace"))
+        .args(["simulate", "--seeds", "9..3"])
+        .output()
+        .expect("ecoplace runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--seeds"));
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_ecoplace"))
+        .args(["simulate", "--seasons", "monsoon"])
+        .output()
+        .expect("ecoplace runs");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("monsoon"));
 }

@@ -294,6 +294,12 @@ impl Fleet {
             .latency_ms(region, &self.clusters[self.nodes[node].cluster].name)
     }
 
+    /// Round-trip latency from `region` to cluster `cluster` (index), when known.
+    pub fn cluster_latency_ms(&self, region: &str, cluster: usize) -> Option<f64> {
+        self.latency
+            .latency_ms(region, &self.clusters[cluster].name)
+    }
+
     /// The type of node `node`.
     pub fn node_type(&self, node: usize) -> &NodeType {
         &self.node_types[self.nodes[node].node_type]

@@ -8,10 +8,12 @@
 pub mod document;
 pub mod engine;
 pub mod fleet;
+pub mod forecast;
 pub mod output;
 pub mod pareto;
 pub mod policy;
 pub mod results;
+pub mod sweep;
 pub mod tables;
 pub mod trace;
 
@@ -24,6 +26,7 @@ use serde::Serialize;
 
 pub use engine::{Settings, Sim, StepRecord};
 pub use fleet::Fleet;
+pub use forecast::Forecast;
 pub use policy::Policy;
 pub use results::{Counters, PolicyResult};
 pub use trace::{GeneratorConfig, Kind, TraceWorkload};
@@ -77,6 +80,8 @@ pub struct Summary {
     pub peak_requested_pct: f64,
     /// Power model the policies decide with.
     pub power_model: String,
+    /// What decisions knew of the future and what waking and moving cost.
+    pub decisions: String,
 }
 
 /// One cluster in the report header.
@@ -203,6 +208,11 @@ pub fn report(scenario: &Scenario, runs: &[PolicyRun]) -> Result<Report> {
             r.set_changes(&default);
         }
     }
+    if let Some(autoscaler) = policies.get(Policy::Autoscaler.name()).cloned() {
+        for r in policies.values_mut() {
+            r.set_autoscaler_changes(&autoscaler);
+        }
+    }
     let mut clusters = Vec::new();
     for (ci, c) in fleet.clusters.iter().enumerate() {
         let nodes: Vec<usize> = (0..fleet.nodes.len())
@@ -238,6 +248,13 @@ pub fn report(scenario: &Scenario, runs: &[PolicyRun]) -> Result<Report> {
             mean_requested_pct: pct(mean),
             peak_requested_pct: pct(peak),
             power_model: "PEAKS curves of each node type (platform power)".into(),
+            decisions: format!(
+                "carbon forecast {}; a woken node boots {:.0} s at idle power before it takes pods; a moved replica restarts in {:.0} s and costs {:.0} J",
+                s.forecast.describe(),
+                s.boot_s,
+                s.restart_s,
+                s.migration_j
+            ),
         },
         order: runs.iter().map(|r| r.policy.name().to_string()).collect(),
         policies,

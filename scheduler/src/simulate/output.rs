@@ -35,6 +35,7 @@ pub fn table(report: &Report) -> String {
         "load: the trace requests {:.1} % of the fleet's cores on average, {:.1} % at its peak",
         s.mean_requested_pct, s.peak_requested_pct
     );
+    let _ = writeln!(out, "decisions knew: {}", s.decisions);
     for c in &s.clusters {
         let _ = writeln!(
             out,
@@ -45,11 +46,13 @@ pub fn table(report: &Report) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<9} {:>10} {:>10} {:>13} {:>10} {:>7} {:>9} {:>6} {:>6} {:>10} {:>8}",
+        "{:<10} {:>10} {:>13} {:>10} {:>13} {:>13} {:>10} {:>7} {:>9} {:>6} {:>6} {:>10} {:>8}",
         "policy",
         "energy kWh",
+        "vs autoscaler",
         "vs default",
         "carbon kgCO2e",
+        "vs autoscaler",
         "vs default",
         "g/kWh",
         "SLO viol.",
@@ -61,11 +64,13 @@ pub fn table(report: &Report) -> String {
     for (name, r) in rows(report) {
         let _ = writeln!(
             out,
-            "{:<9} {:>10.1} {:>10} {:>13.1} {:>10} {:>7.1} {:>9} {:>6.1} {:>6.1} {:>10} {:>8.1}",
+            "{:<10} {:>10.1} {:>13} {:>10} {:>13.1} {:>13} {:>10} {:>7.1} {:>9} {:>6.1} {:>6.1} {:>10} {:>8.1}",
             name,
             r.energy_kwh,
+            pct(r.energy_vs_autoscaler_pct),
             pct(r.energy_change_pct),
             r.carbon_kg,
+            pct(r.carbon_vs_autoscaler_pct),
             pct(r.carbon_change_pct),
             r.mean_intensity_g_per_kwh,
             r.slo_violations,
@@ -95,6 +100,8 @@ struct CsvRow<'a> {
     active_node_hours: f64,
     energy_change_pct: Option<f64>,
     carbon_change_pct: Option<f64>,
+    energy_vs_autoscaler_pct: Option<f64>,
+    carbon_vs_autoscaler_pct: Option<f64>,
     mean_intensity_g_per_kwh: f64,
     replica_steps_over_slo: u64,
     replica_steps_pending: u64,
@@ -116,6 +123,8 @@ pub fn csv(report: &Report) -> Result<String> {
             active_node_hours: r.active_node_hours,
             energy_change_pct: r.energy_change_pct,
             carbon_change_pct: r.carbon_change_pct,
+            energy_vs_autoscaler_pct: r.energy_vs_autoscaler_pct,
+            carbon_vs_autoscaler_pct: r.carbon_vs_autoscaler_pct,
             mean_intensity_g_per_kwh: r.mean_intensity_g_per_kwh,
             replica_steps_over_slo: r.replica_steps_over_slo,
             replica_steps_pending: r.replica_steps_pending,

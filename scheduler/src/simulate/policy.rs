@@ -1,10 +1,14 @@
 //! Placement policies: how one pod is placed (per-pod path), and whether a policy uses
 //! the placement MILP for batch rounds and rebalancing.
 //!
-//! `default` is kube-scheduler's LeastAllocated spreading over awake nodes; `peaks` is the
-//! PEAKS power-delta score; `energy`, `carbon` and `balanced` are the optimizer's weight
-//! presets through `optimizer::score_targets` (per pod) and `optimizer::plan` (MILP), the
-//! code paths production runs.
+//! `default` is kube-scheduler's LeastAllocated spreading over awake nodes; `autoscaler` is
+//! the same scheduler in a fleet run by cluster-autoscaler (underused nodes drained and
+//! removed); `peaks` is the PEAKS power-delta score; `energy`, `carbon` and `balanced` are
+//! the optimizer's weight presets through `optimizer::score_targets` (per pod) and
+//! `optimizer::plan` (MILP), the code paths production runs, in the same
+//! cluster-autoscaler fleet as `autoscaler`.
+
+use std::borrow::Borrow;
 
 use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
@@ -18,6 +22,8 @@ use serde::Serialize;
 pub enum Policy {
     /// kube-scheduler-like: LeastAllocated spreading over awake nodes, carbon-blind.
     Default,
+    /// `default` in a cluster-autoscaler fleet: underused nodes drained and powered off.
+    Autoscaler,
     /// PEAKS: the node with the smallest predicted power increase (waking included).
     Peaks,
     /// ecoplace, `energy` weights.
@@ -30,8 +36,9 @@ pub enum Policy {
 
 impl Policy {
     /// Every policy, in report order.
-    pub const ALL: [Policy; 5] = [
+    pub const ALL: [Policy; 6] = [
         Policy::Default,
+        Policy::Autoscaler,
         Policy::Peaks,
         Policy::Energy,
         Policy::Carbon,
@@ -42,6 +49,7 @@ impl Policy {
     pub fn name(self) -> &'static str {
         match self {
             Policy::Default => "default",
+            Policy::Autoscaler => "autoscaler",
             Policy::Peaks => "peaks",
             Policy::Energy => "energy",
             Policy::Carbon => "carbon",
@@ -55,7 +63,7 @@ impl Policy {
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let Some(p) = Policy::ALL.into_iter().find(|p| p.name() == part) else {
                 bail!(
-                    "--policies: unknown policy `{part}` (known: default, peaks, energy, carbon, balanced)"
+                    "--policies: unknown policy `{part}` (known: default, autoscaler, peaks, energy, carbon, balanced)"
                 );
             };
             if !out.contains(&p) {
@@ -68,10 +76,10 @@ impl Policy {
         Ok(out)
     }
 
-    /// The optimizer weights of the per-pod score (`None` for `default`).
+    /// The optimizer weights of the per-pod score (`None` for LeastAllocated).
     pub fn weights(self) -> Option<Weights> {
         match self {
-            Policy::Default => None,
+            Policy::Default | Policy::Autoscaler => None,
             Policy::Peaks => Some(Weights {
                 carbon: 0.0,
                 energy: 1.0,
@@ -90,33 +98,51 @@ impl Policy {
         matches!(self, Policy::Energy | Policy::Carbon | Policy::Balanced)
     }
 
+    /// How the fleet's nodes are powered down under this policy.
+    pub fn lifecycle(self) -> Lifecycle {
+        match self {
+            Policy::Default | Policy::Peaks => Lifecycle::EmptyNodes,
+            Policy::Autoscaler | Policy::Energy | Policy::Carbon | Policy::Balanced => {
+                Lifecycle::Autoscaler
+            }
+        }
+    }
+
+    /// Whether the policy keeps ecoplace's headroom of ready CPU per cluster.
+    pub fn keeps_headroom(self) -> bool {
+        self.uses_milp()
+    }
+
     /// What the policy does, in one line (for the report).
     pub fn describe(self) -> &'static str {
         match self {
             Policy::Default => {
-                "kube-scheduler LeastAllocated over awake nodes; wakes a node only when none fits; never moves pods"
+                "kube-scheduler LeastAllocated over awake nodes; wakes a node only when none fits; never moves pods; powers down only empty nodes"
+            }
+            Policy::Autoscaler => {
+                "LeastAllocated as `default`, in a cluster-autoscaler fleet: a node under 50 % requested for 10 min whose pods fit elsewhere is drained and powered off"
             }
             Policy::Peaks => {
-                "per pod, the node with the smallest predicted power increase (PEAKS; idle power of a sleeping node included); never moves pods"
+                "per pod, the node with the smallest predicted power increase (PEAKS; idle power of a sleeping node included); never moves pods; powers down only empty nodes"
             }
             Policy::Energy => {
-                "score_targets with energy weights per pod; MILP batch rounds and hourly MILP rebalancing"
+                "score_targets with energy weights per pod; MILP batch rounds and hourly MILP rebalancing; cluster-autoscaler fleet"
             }
             Policy::Carbon => {
-                "score_targets with carbon weights per pod; MILP batch rounds and hourly MILP rebalancing"
+                "score_targets with carbon weights per pod; MILP batch rounds and hourly MILP rebalancing; cluster-autoscaler fleet"
             }
             Policy::Balanced => {
-                "score_targets with balanced weights per pod; MILP batch rounds and hourly MILP rebalancing"
+                "score_targets with balanced weights per pod; MILP batch rounds and hourly MILP rebalancing; cluster-autoscaler fleet"
             }
         }
     }
 
     /// Picks a target for one pod of `workload` (index into `targets`), or `None` when no
     /// target may take it.
-    pub fn place_one(
+    pub fn place_one<T: Borrow<Target>>(
         self,
         workload: &Workload,
-        targets: &[Target],
+        targets: &[T],
         at: DateTime<Utc>,
         power: &dyn PowerModel,
     ) -> Result<Option<usize>> {
@@ -130,9 +156,30 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// [`Policy::place_one`], preferring targets `keeps` says keep their cluster's headroom
+    /// (`optimizer::headroom::best_keeping`) for the policies that keep headroom.
+    pub fn place_one_keeping<T: Borrow<Target>>(
+        self,
+        workload: &Workload,
+        targets: &[T],
+        at: DateTime<Utc>,
+        power: &dyn PowerModel,
+        keeps: impl Fn(usize) -> bool,
+    ) -> Result<Option<usize>> {
+        match self.weights() {
+            Some(w) if self.keeps_headroom() => {
+                let scores = score_targets(workload, targets, &w, at, power)?;
+                Ok(optimizer::headroom::best_keeping(&scores, keeps))
+            }
+            _ => self.place_one(workload, targets, at, power),
+        }
+    }
+}
+
 /// kube-scheduler's LeastAllocated: the feasible node with the most free CPU and memory
 /// (mean of the free fractions after placing); awake nodes first, lowest index on ties.
-pub fn least_allocated(workload: &Workload, targets: &[Target]) -> Option<usize> {
+pub fn least_allocated<T: Borrow<Target>>(workload: &Workload, targets: &[T]) -> Option<usize> {
     let score = |t: &Target| {
         let free = |cap: f64, used: f64, req: f64| {
             if cap > 0.0 {
@@ -147,7 +194,7 @@ pub fn least_allocated(workload: &Workload, targets: &[Target]) -> Option<usize>
             / 2.0
     };
     let mut best: Option<(bool, f64, usize)> = None;
-    for (i, t) in targets.iter().enumerate() {
+    for (i, t) in targets.iter().map(Borrow::borrow).enumerate() {
         if !check_pair(workload, t, 0.0).is_empty() {
             continue;
         }
@@ -157,6 +204,16 @@ pub fn least_allocated(workload: &Workload, targets: &[Target]) -> Option<usize>
         }
     }
     best.map(|b| b.2)
+}
+
+/// Who powers nodes down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// A node empty for a few steps is powered down (no drains).
+    EmptyNodes,
+    /// cluster-autoscaler: empty nodes and nodes under the utilisation threshold whose
+    /// pods fit elsewhere are removed after the unneeded time (engine/autoscaler.rs).
+    Autoscaler,
 }
 
 #[cfg(test)]

@@ -34,12 +34,29 @@ pub struct Counters {
     pub batch_late: u64,
     /// Batch jobs unfinished at the end with their deadline still ahead.
     pub batch_open: u64,
-    /// Pods moved by rebalancing.
+    /// Pods moved (rebalancing, autoscaler drains).
     pub migrations: u64,
+    /// Energy of the moves, joules (included in `energy_j`).
+    pub migration_j: f64,
+    /// Emissions of the moves, gCO2e (included in `carbon_g`).
+    pub migration_carbon_g: f64,
+    /// Replica-steps a moved replica was restarting while another replica of its service
+    /// served (not a violation).
+    pub replica_steps_restarting_covered: u64,
+    /// Replica-steps a moved replica was restarting while its service had no replica
+    /// serving (included in `replica_steps_pending`).
+    pub replica_steps_restarting: u64,
+    /// Replica-steps waiting for a woken node to boot (included in
+    /// `replica_steps_pending`).
+    pub replica_steps_booting: u64,
     /// Sleeping nodes woken to take a pod.
     pub wakes: u64,
-    /// Empty nodes powered down.
+    /// Nodes powered down (empty, or drained by the autoscaler).
     pub power_downs: u64,
+    /// Nodes with pods the autoscaler drained.
+    pub autoscaler_drains: u64,
+    /// Nodes woken ahead of need to keep ecoplace's headroom (in `wakes`).
+    pub headroom_wakes: u64,
     /// Pods started (arrivals, scale-ups, migrations).
     pub pods_started: u64,
     /// MILP solves (batch rounds and rebalancing).
@@ -72,6 +89,22 @@ pub struct PolicyResult {
     pub energy_change_pct: Option<f64>,
     /// Carbon change against `default`, percent; negative = less.
     pub carbon_change_pct: Option<f64>,
+    /// Energy change against `autoscaler`, percent; negative = less (absent when
+    /// `autoscaler` did not run).
+    pub energy_vs_autoscaler_pct: Option<f64>,
+    /// Carbon change against `autoscaler`, percent; negative = less.
+    pub carbon_vs_autoscaler_pct: Option<f64>,
+    /// Energy of the moves (restarts), kWh (included in `energy_kwh`).
+    pub migration_kwh: f64,
+    /// Nodes with pods drained by the autoscaler.
+    pub autoscaler_drains: u64,
+    /// Nodes woken ahead of need to keep ecoplace's headroom (in `node_wakes`).
+    pub headroom_wakes: u64,
+    /// Service replica-steps waiting for a woken node's boot (in `replica_steps_pending`).
+    pub replica_steps_booting: u64,
+    /// Replica-steps a moved replica restarted while its service had none serving (in
+    /// `replica_steps_pending`).
+    pub replica_steps_restarting: u64,
     /// Emissions per kWh used, gCO2e/kWh.
     pub mean_intensity_g_per_kwh: f64,
     /// Energy per cluster, kWh.
@@ -88,7 +121,7 @@ pub struct PolicyResult {
     pub batch_jobs: u64,
     /// Nodes woken to take pods.
     pub node_wakes: u64,
-    /// Empty nodes powered down.
+    /// Nodes powered down (empty, or drained by the autoscaler).
     pub node_power_downs: u64,
     /// Pods started.
     pub pods_started: u64,
@@ -114,6 +147,13 @@ impl PolicyResult {
             active_node_hours: round(c.node_steps_on as f64 * step_hours, 3),
             energy_change_pct: None,
             carbon_change_pct: None,
+            energy_vs_autoscaler_pct: None,
+            carbon_vs_autoscaler_pct: None,
+            migration_kwh: round(c.migration_j / JOULES_PER_KWH, 4),
+            autoscaler_drains: c.autoscaler_drains,
+            headroom_wakes: c.headroom_wakes,
+            replica_steps_booting: c.replica_steps_booting,
+            replica_steps_restarting: c.replica_steps_restarting,
             mean_intensity_g_per_kwh: if energy_kwh > 0.0 {
                 round(c.carbon_g / energy_kwh, 1)
             } else {
@@ -140,10 +180,20 @@ impl PolicyResult {
 
     /// Fills the changes against the `default` policy's figures (negative = less).
     pub fn set_changes(&mut self, default: &PolicyResult) {
-        let pct = |base: f64, v: f64| (base > 0.0).then(|| round(100.0 * (v - base) / base, 2));
-        self.energy_change_pct = pct(default.energy_kwh, self.energy_kwh);
-        self.carbon_change_pct = pct(default.carbon_kg, self.carbon_kg);
+        self.energy_change_pct = change_pct(default.energy_kwh, self.energy_kwh);
+        self.carbon_change_pct = change_pct(default.carbon_kg, self.carbon_kg);
     }
+
+    /// Fills the changes against the `autoscaler` policy's figures (negative = less).
+    pub fn set_autoscaler_changes(&mut self, autoscaler: &PolicyResult) {
+        self.energy_vs_autoscaler_pct = change_pct(autoscaler.energy_kwh, self.energy_kwh);
+        self.carbon_vs_autoscaler_pct = change_pct(autoscaler.carbon_kg, self.carbon_kg);
+    }
+}
+
+/// `100 · (v − base) / base`, rounded to 0.01 (`None` without a base).
+pub fn change_pct(base: f64, v: f64) -> Option<f64> {
+    (base > 0.0).then(|| round(100.0 * (v - base) / base, 2))
 }
 
 /// Nearest-rank percentile of a latency histogram, ms (0 when empty).

@@ -30,15 +30,19 @@ pub const LEGEND: &[(&str, &str)] = &[
     ),
     (
         "migrations",
-        "running pods moved to another node by rebalancing",
+        "running pods moved to another node (rebalancing, autoscaler drains); each restarts, costs its energy, and counts against the SLO while no replica of its service serves",
     ),
     (
         "node-h",
         "hours of awake nodes, summed over nodes (24 nodes always on for a week = 4032)",
     ),
     (
+        "vs autoscaler",
+        "change against `autoscaler` (kube-scheduler + cluster-autoscaler scale-down, the fleet most operators already run) on the same trace, in percent; negative = less",
+    ),
+    (
         "vs default",
-        "change against the `default` policy on the same trace, in percent; negative = less (−47.9 % = 47.9 % less than `default`)",
+        "change against the `default` policy (never consolidates) on the same trace, in percent; negative = less (−47.9 % = 47.9 % less than `default`)",
     ),
 ];
 
@@ -116,6 +120,7 @@ pub fn facts(report: &Report, command: &str) -> Vec<(String, String)> {
             ),
         ),
         ("Decisions priced with".into(), s.power_model.clone()),
+        ("Decisions knew".into(), s.decisions.clone()),
     ]
 }
 
@@ -147,8 +152,10 @@ pub fn results_table(report: &Report) -> Table {
         head: strings(&[
             "policy",
             "energy kWh",
+            "vs autoscaler",
             "vs default",
             "carbon kgCO2e",
+            "vs autoscaler",
             "vs default",
             "gCO2e/kWh",
             "SLO violations",
@@ -163,8 +170,10 @@ pub fn results_table(report: &Report) -> Table {
                 vec![
                     name.to_string(),
                     format!("{:.1}", r.energy_kwh),
+                    pct(r.energy_vs_autoscaler_pct),
                     pct(r.energy_change_pct),
                     format!("{:.1}", r.carbon_kg),
+                    pct(r.carbon_vs_autoscaler_pct),
                     pct(r.carbon_change_pct),
                     format!("{:.1}", r.mean_intensity_g_per_kwh),
                     r.slo_violations.to_string(),

@@ -239,6 +239,24 @@ impl Default for GeneratorConfig {
     }
 }
 
+impl GeneratorConfig {
+    /// The embedded fleet's allocatable cores, the size the defaults are made for.
+    pub const DEFAULT_FLEET_CORES: f64 = 856.0;
+
+    /// The defaults scaled to a fleet of `cores` (services and batch arrivals in
+    /// proportion), so a fleet of any size sees the same relative load.
+    pub fn for_fleet_cores(cores: f64) -> Self {
+        let f = (cores / Self::DEFAULT_FLEET_CORES).max(1e-3);
+        let d = Self::default();
+        Self {
+            initial_services: ((d.initial_services as f64) * f).round().max(1.0) as usize,
+            service_interarrival_h: d.service_interarrival_h / f,
+            batch_per_hour: d.batch_per_hour * f,
+            ..d
+        }
+    }
+}
+
 /// Generates a trace over `[start, start + days)` from `seed`: the same seed always
 /// gives the same trace.
 pub fn generate(

@@ -1,5 +1,5 @@
-//! Power management and accounting of a simulation step: empty nodes power down; energy,
-//! carbon, latency and SLOs are counted.
+//! Power management and accounting of a simulation step: empty nodes power down (the
+//! `EmptyNodes` lifecycle); energy, carbon, latency and SLOs are counted.
 
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
@@ -14,8 +14,9 @@ impl Sim<'_> {
                 awake[self.fleet.nodes[n].cluster] += 1;
             }
         }
+        let k = self.k;
         for (n, rt) in self.nodes.iter_mut().enumerate() {
-            if rt.pods > 0 {
+            if rt.pods > 0 || !rt.ready(k) {
                 rt.empty_steps = 0;
                 continue;
             }
@@ -61,6 +62,7 @@ impl Sim<'_> {
                 joules / kepler_client::accounting::JOULES_PER_KWH * intensity[c];
             self.counters.node_steps_on += 1;
         }
+        let k = self.k;
         for (i, s) in self.services.iter().enumerate() {
             if !s.active || s.done {
                 continue;
@@ -68,9 +70,32 @@ impl Sim<'_> {
             let w = &self.trace[i];
             self.counters.replica_steps_wanted += s.running.len() as u64 + u64::from(s.pending);
             self.counters.replica_steps_pending += u64::from(s.pending);
+            // Bound but not serving yet: a scale-up waiting for its node's boot is a wanted
+            // replica not running; a moved replica restarting counts only while no replica
+            // of its service serves.
+            let (mut serving, mut booting, mut restarting) = (0u64, 0u64, 0u64);
+            for p in s.running.iter().filter_map(|id| self.pods.get(id)) {
+                match (p.ready_step <= k, p.moved) {
+                    (true, _) => serving += 1,
+                    (false, false) => booting += 1,
+                    (false, true) => restarting += 1,
+                }
+            }
+            let (restarting, covered) = if serving == 0 {
+                (restarting, 0)
+            } else {
+                (0, restarting)
+            };
+            self.counters.replica_steps_restarting_covered += covered;
+            self.counters.replica_steps_booting += booting;
+            self.counters.replica_steps_restarting += restarting;
+            self.counters.replica_steps_pending += booting + restarting;
             let region = w.region.as_deref().unwrap_or_default();
             for id in &s.running {
                 let Some(p) = self.pods.get(id) else { continue };
+                if p.ready_step > k {
+                    continue;
+                }
                 let ms = self.fleet.latency_ms(region, p.node).unwrap_or(0.0);
                 *self
                     .counters

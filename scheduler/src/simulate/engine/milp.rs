@@ -43,7 +43,7 @@ impl Sim<'_> {
                             continue;
                         };
                         for _ in 0..count {
-                            self.start_pod(j, n, t);
+                            self.start_pod(j, n, t, false);
                             self.jobs[j].pending -= 1;
                             self.refresh_target(&mut targets[n], n, j);
                         }
@@ -58,9 +58,12 @@ impl Sim<'_> {
         Ok(())
     }
 
-    /// Re-plans every running service pod with the MILP (migration cost included). Nodes
-    /// with no batch pod are offered asleep: the plan pays the idle power of each node it
-    /// keeps, so it can empty nodes for power-down when that is worth the moves.
+    /// Re-plans every service's replicas, running and waiting for a node, with the MILP
+    /// (migration cost included). Nodes with no batch pod are offered asleep: the plan pays
+    /// the idle power of each node it keeps, so it can empty nodes for power-down when that
+    /// is worth the moves. Moves honour a PodDisruptionBudget of `maxUnavailable: 1`, as
+    /// evictions do: at most one replica of a service moves per round, and never the only
+    /// one.
     pub(super) fn rebalance(&mut self, t: DateTime<Utc>) -> Result<()> {
         let Some(weights) = self.policy.weights() else {
             return Ok(());
@@ -81,10 +84,28 @@ impl Sim<'_> {
             target.utilisation = ty.utilisation(batch_used[n]);
             target.powered_on = batch_req[n].cpu > 0.0 || batch_req[n].memory > 0.0;
         }
+        // Plan with the headroom: each node offers its cluster's share of the reserve less
+        // (at most half its cores), so the plan leaves room for the growth it is kept for
+        // and moves work that may run elsewhere out of a cluster that runs short.
+        if self.policy.keeps_headroom() && !self.reserve.is_empty() {
+            let mut awake = vec![0.0; self.fleet.clusters.len()];
+            for (n, rt) in self.nodes.iter().enumerate() {
+                if rt.on {
+                    awake[self.fleet.nodes[n].cluster] += self.fleet.node_type(n).cores;
+                }
+            }
+            for (n, target) in targets.iter_mut().enumerate() {
+                let c = self.fleet.nodes[n].cluster;
+                if awake[c] > 0.0 {
+                    let f = (self.reserve[c] / awake[c]).clamp(0.0, 0.5);
+                    target.capacity.cpu *= 1.0 - f;
+                }
+            }
+        }
         let mut services = Vec::new();
         let mut workloads = Vec::new();
         for (i, s) in self.services.iter().enumerate() {
-            if s.running.is_empty() {
+            if s.running.is_empty() && s.pending == 0 {
                 continue;
             }
             let mut current: BTreeMap<String, u32> = BTreeMap::new();
@@ -97,7 +118,7 @@ impl Sim<'_> {
             }
             services.push(i);
             workloads.push(Workload {
-                replicas: s.running.len() as u32,
+                replicas: s.running.len() as u32 + s.pending,
                 current,
                 ..self.workload(i)
             });
@@ -127,44 +148,59 @@ impl Sim<'_> {
             .enumerate()
             .map(|(i, n)| (n.name.as_str(), i))
             .collect();
+        // Per service: where the plan has more replicas than run now (arrivals), and
+        // where fewer (departures). Waiting replicas fill arrivals first; then at most one
+        // running replica moves (the budget), and only when another one keeps serving.
         // Stop what leaves a node first, then start what arrives: capacity holds.
         let mut starts = Vec::new();
         for (&s, w) in services.iter().zip(&workloads) {
             let want = p.assignments.get(&w.name).cloned().unwrap_or_default();
-            for (node, &have) in &w.current {
-                let keep = want.get(node).copied().unwrap_or(0);
-                if keep >= have {
-                    continue;
-                }
-                let Some(&n) = index.get(node.as_str()) else {
-                    continue;
-                };
-                let mut surplus = have - keep;
-                let ids: Vec<u64> = self.services[s].running.iter().rev().copied().collect();
-                for id in ids {
-                    if surplus == 0 {
-                        break;
-                    }
-                    if self.pods.get(&id).is_some_and(|p| p.node == n) {
-                        self.stop_pod(id);
-                        self.services[s].running.retain(|x| *x != id);
-                        surplus -= 1;
-                    }
-                }
-            }
+            let mut arrivals: Vec<usize> = Vec::new();
             for (node, &count) in &want {
                 let have = w.current.get(node).copied().unwrap_or(0);
-                if let (true, Some(&n)) = (count > have, index.get(node.as_str())) {
-                    starts.push((s, n, count - have));
+                if let Some(&n) = index.get(node.as_str()) {
+                    arrivals.extend(std::iter::repeat_n(n, count.saturating_sub(have) as usize));
                 }
             }
-        }
-        for (s, n, count) in starts {
-            for _ in 0..count {
-                let id = self.start_pod(s, n, t);
-                self.services[s].running.push(id);
-                self.counters.migrations += 1;
+            let mut departures: Vec<usize> = Vec::new();
+            for (node, &have) in &w.current {
+                let keep = want.get(node).copied().unwrap_or(0);
+                if let Some(&n) = index.get(node.as_str()) {
+                    departures.extend(std::iter::repeat_n(n, have.saturating_sub(keep) as usize));
+                }
             }
+            let waiting = self.services[s].pending as usize;
+            let fill = waiting.min(arrivals.len());
+            for &n in &arrivals[..fill] {
+                starts.push((s, n, false));
+            }
+            self.services[s].pending -= fill as u32;
+            let serving = self.services[s]
+                .running
+                .iter()
+                .filter(|id| self.pods.get(id).is_some_and(|p| p.ready_step <= self.k))
+                .count();
+            let (Some(&to), Some(&from)) = (arrivals.get(fill), departures.first()) else {
+                continue;
+            };
+            if serving < 2 {
+                continue;
+            }
+            let id = self.services[s]
+                .running
+                .iter()
+                .rev()
+                .copied()
+                .find(|id| self.pods.get(id).is_some_and(|p| p.node == from));
+            if let Some(id) = id {
+                self.stop_pod(id);
+                self.services[s].running.retain(|x| *x != id);
+                starts.push((s, to, true));
+            }
+        }
+        for (s, n, moved) in starts {
+            let id = self.start_pod(s, n, t, moved);
+            self.services[s].running.push(id);
         }
         Ok(())
     }

@@ -1,8 +1,11 @@
 //! The time-stepped simulation of one policy: autoscaled services and batch jobs arrive
-//! and leave, pods are placed through the policy, empty nodes sleep, and every step's
-//! power, carbon and latency are accounted.
+//! and leave, pods are placed through the policy on ready nodes (a sleeping node is woken
+//! and boots before it takes them), nodes are powered down by the policy's lifecycle, and
+//! every step's power, carbon and latency are accounted. Decisions read a carbon forecast;
+//! accounting reads the truth.
 
 mod account;
+mod autoscaler;
 mod milp;
 
 use std::collections::BTreeMap;
@@ -13,7 +16,8 @@ use optimizer::power::CurvePowerModel;
 use optimizer::{CarbonOutlook, Resources, SolveOptions, Target, TargetKind, Workload};
 
 use super::fleet::Fleet;
-use super::policy::Policy;
+use super::forecast::Forecast;
+use super::policy::{Lifecycle, Policy};
 use super::results::Counters;
 use super::trace::{Kind, TraceWorkload, secs, service_demand, service_replicas};
 
@@ -32,13 +36,28 @@ pub struct Settings {
     pub batch_every_steps: usize,
     /// MILP rebalancing every this many steps (MILP policies).
     pub rebalance_every_steps: usize,
-    /// A node empty for this many steps is powered down.
+    /// A node empty for this many steps is powered down (`EmptyNodes` lifecycle).
     pub power_down_after_steps: u32,
+    /// cluster-autoscaler's scale-down settings (`Autoscaler` lifecycle).
+    pub autoscaler: AutoscalerSettings,
+    /// Seconds from waking a node until it takes pods (it draws idle power meanwhile).
+    pub boot_s: f64,
+    /// Seconds a moved replica needs to start serving again where it lands.
+    pub restart_s: f64,
+    /// Energy of one move (pod start, image pull), joules, charged at the landing node's
+    /// grid intensity.
+    pub migration_j: f64,
+    /// ecoplace's headroom (policies that keep it): `None` turns it off.
+    pub headroom: Option<HeadroomSettings>,
+    /// The carbon forecast decisions read.
+    pub forecast: Forecast,
+    /// Seed of the forecast's errors (`noisy`).
+    pub forecast_seed: u64,
     /// Nodes kept awake per cluster, however empty.
     pub min_awake_per_cluster: usize,
     /// Expected duration of a service pod, seconds (the extender's default, 1 h).
     pub service_expected_s: f64,
-    /// Hours of carbon forecast given to the optimizer (perfect forecast).
+    /// Hours of carbon forecast given to the optimizer.
     pub forecast_hours: i64,
     /// MILP limits.
     pub milp: SolveOptions,
@@ -57,6 +76,13 @@ impl Settings {
             batch_every_steps: 3,
             rebalance_every_steps: 12,
             power_down_after_steps: 3,
+            autoscaler: AutoscalerSettings::default(),
+            boot_s: 180.0,
+            restart_s: 30.0,
+            migration_j: 1000.0,
+            headroom: Some(HeadroomSettings::default()),
+            forecast: Forecast::DEFAULT,
+            forecast_seed: 0,
             min_awake_per_cluster: 1,
             service_expected_s: 3600.0,
             forecast_hours: 48,
@@ -71,6 +97,55 @@ impl Settings {
     /// End of the simulated period.
     pub fn end(&self) -> DateTime<Utc> {
         self.start + Duration::seconds(self.step_s * self.steps as i64)
+    }
+
+    /// Whole steps `seconds` spans (0 for none).
+    pub fn steps_of(&self, seconds: f64) -> usize {
+        if seconds <= 0.0 {
+            0
+        } else {
+            (seconds / self.step_s as f64).ceil() as usize
+        }
+    }
+}
+
+/// How much ready CPU ecoplace keeps per cluster (`optimizer::headroom`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadroomSettings {
+    /// How far ahead the services' replica forecast looks, seconds.
+    pub horizon_s: f64,
+    /// Spare fraction of the services' requests kept beyond the forecast growth.
+    pub floor: f64,
+}
+
+impl Default for HeadroomSettings {
+    fn default() -> Self {
+        Self {
+            horizon_s: 1800.0,
+            floor: 0.1,
+        }
+    }
+}
+
+/// cluster-autoscaler's scale-down (its flags' defaults).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoscalerSettings {
+    /// `--scale-down-utilization-threshold`: a node whose requested CPU and memory are both
+    /// under this fraction of allocatable is unneeded.
+    pub utilization_threshold: f64,
+    /// `--scale-down-unneeded-time`, seconds.
+    pub unneeded_s: f64,
+    /// `--scale-down-delay-after-add`, seconds: no scale-down this long after a scale-up.
+    pub delay_after_add_s: f64,
+}
+
+impl Default for AutoscalerSettings {
+    fn default() -> Self {
+        Self {
+            utilization_threshold: 0.5,
+            unneeded_s: 600.0,
+            delay_after_add_s: 600.0,
+        }
     }
 }
 
@@ -89,20 +164,35 @@ pub struct StepRecord {
     pub cluster_intensity: Vec<f64>,
 }
 
-/// A running pod.
+/// A pod bound to a node (serving from `ready_step`).
 #[derive(Debug, Clone)]
 struct Pod {
     workload: usize,
     node: usize,
     requests: Resources,
+    /// First step it serves (its node booted, its restart done).
+    ready_step: usize,
+    /// Started by a move (a restart), not by a scale-up or an arrival.
+    moved: bool,
 }
 
 #[derive(Debug, Clone, Default)]
 struct NodeRt {
+    /// Drawing power (booting or ready).
     on: bool,
+    /// First step it takes pods (after its boot).
+    ready_step: usize,
     empty_steps: u32,
+    /// Steps in a row the autoscaler found it unneeded.
+    unneeded_steps: u32,
     requested: Resources,
     pods: usize,
+}
+
+impl NodeRt {
+    fn ready(&self, k: usize) -> bool {
+        self.on && self.ready_step <= k
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -136,6 +226,12 @@ pub struct Sim<'a> {
     queue: Vec<usize>,
     ends: BTreeMap<usize, Vec<u64>>,
     outlooks: Vec<CarbonOutlook>,
+    /// The current step.
+    k: usize,
+    /// Last step a node was woken (the autoscaler's delay after add).
+    last_wake: Option<usize>,
+    /// ecoplace's headroom per cluster this step, cores (empty without headroom).
+    reserve: Vec<f64>,
     /// What was measured.
     pub counters: Counters,
     /// Per-step node figures, when recorded.
@@ -172,6 +268,9 @@ impl<'a> Sim<'a> {
             queue: Vec::new(),
             ends: BTreeMap::new(),
             outlooks: Vec::new(),
+            k: 0,
+            last_wake: None,
+            reserve: Vec::new(),
             counters: Counters {
                 energy_j_by_cluster: vec![0.0; fleet.clusters.len()],
                 ..Counters::default()
@@ -195,9 +294,11 @@ impl<'a> Sim<'a> {
 
     fn step(&mut self, k: usize) -> Result<()> {
         let t = self.at(k);
+        self.k = k;
         self.outlooks = self.carbon_outlooks(t)?;
         self.finish_batch(k, t);
         self.scale_services(t);
+        self.reserve = self.reserves(t);
         self.submit_batch(t);
         self.place_services(t)?;
         self.place_batch(k, t)?;
@@ -205,11 +306,14 @@ impl<'a> Sim<'a> {
         {
             self.rebalance(t)?;
         }
-        self.power_down();
+        match self.policy.lifecycle() {
+            Lifecycle::EmptyNodes => self.power_down(),
+            Lifecycle::Autoscaler => self.autoscale_down(t)?,
+        }
         self.account(t)
     }
 
-    /// Carbon outlook of each cluster at `t`: now and a perfect hourly forecast.
+    /// Carbon outlook of each cluster at `t` as the decisions' forecast gives it.
     fn carbon_outlooks(&self, t: DateTime<Utc>) -> Result<Vec<CarbonOutlook>> {
         carbon_outlooks(self.fleet, self.settings, t)
     }
@@ -293,8 +397,11 @@ impl<'a> Sim<'a> {
         workload_of(&self.trace[w], self.settings)
     }
 
-    /// CPU cores pod `pod` uses at `t`.
+    /// CPU cores pod `pod` uses at `t` (none before it serves).
     fn pod_usage(&self, pod: &Pod, t: DateTime<Utc>) -> f64 {
+        if pod.ready_step > self.k {
+            return 0.0;
+        }
         let w = &self.trace[pod.workload];
         match w.kind {
             Kind::Batch => pod.requests.cpu * w.usage,
@@ -325,16 +432,38 @@ impl<'a> Sim<'a> {
             .collect()
     }
 
-    fn start_pod(&mut self, w: usize, node: usize, t: DateTime<Utc>) -> u64 {
+    /// Binds a pod of `w` to `node` (waking it if asleep); `moved` for a move's restart.
+    fn start_pod(&mut self, w: usize, node: usize, t: DateTime<Utc>, moved: bool) -> u64 {
         let tw = &self.trace[w];
         let requests = Resources::new(tw.cpu, tw.memory_gib * GIB, 0.0);
         let id = self.next_pod;
         self.next_pod += 1;
+        let k = self.k;
+        let boot = self.settings.steps_of(self.settings.boot_s);
         let rt = &mut self.nodes[node];
         if !rt.on {
             rt.on = true;
+            rt.ready_step = k + boot;
+            rt.unneeded_steps = 0;
             self.counters.wakes += 1;
+            self.last_wake = Some(k);
         }
+        let mut ready_step = rt.ready_step.max(k);
+        if moved {
+            ready_step = ready_step.max(k + self.settings.steps_of(self.settings.restart_s));
+            // Charged at the true intensity now (every forecast knows the present).
+            let c = self.fleet.nodes[node].cluster;
+            let g = self.outlooks.get(c).map_or(0.0, |o| o.now_g_per_kwh);
+            let j = self.settings.migration_j;
+            self.counters.migrations += 1;
+            self.counters.migration_j += j;
+            self.counters.energy_j += j;
+            self.counters.energy_j_by_cluster[c] += j;
+            let carbon = j / kepler_client::accounting::JOULES_PER_KWH * g;
+            self.counters.carbon_g += carbon;
+            self.counters.migration_carbon_g += carbon;
+        }
+        let rt = &mut self.nodes[node];
         rt.requested.cpu += requests.cpu;
         rt.requested.memory += requests.memory;
         rt.pods += 1;
@@ -345,15 +474,20 @@ impl<'a> Sim<'a> {
                 workload: w,
                 node,
                 requests,
+                ready_step,
+                moved,
             },
         );
         self.counters.pods_started += 1;
         if tw.kind == Kind::Batch {
             let run = secs(tw.duration_s.unwrap_or(0.0)).num_seconds();
             let steps = (run + self.settings.step_s - 1) / self.settings.step_s;
-            let k = ((t - self.settings.start).num_seconds() / self.settings.step_s) as usize;
+            debug_assert_eq!(
+                k,
+                ((t - self.settings.start).num_seconds() / self.settings.step_s) as usize
+            );
             self.ends
-                .entry(k + steps.max(1) as usize)
+                .entry(ready_step + steps.max(1) as usize)
                 .or_default()
                 .push(id);
         }
@@ -372,20 +506,82 @@ impl<'a> Sim<'a> {
         Some(pod)
     }
 
-    /// Places one pod of `w` through the policy's per-pod path; updates `targets`.
+    /// Places one pod of `w` through the policy's per-pod path, as kube-scheduler and
+    /// cluster-autoscaler would: on a ready node when one may take it, else on a node that
+    /// is booting or asleep (woken: the pod waits for its boot). Updates `targets`.
     fn place_pod(
         &mut self,
         w: usize,
         targets: &mut [Target],
         t: DateTime<Utc>,
     ) -> Result<Option<u64>> {
-        let workload = self.workload(w);
-        let Some(n) = self.policy.place_one(&workload, targets, t, self.power)? else {
+        let Some(n) = self.choose_node(w, targets, t, None)? else {
             return Ok(None);
         };
-        let id = self.start_pod(w, n, t);
+        let id = self.start_pod(w, n, t, false);
         self.refresh_target(&mut targets[n], n, w);
         Ok(Some(id))
+    }
+
+    /// The node the policy picks for one pod of `w`: ready nodes first, then the others;
+    /// never `except`.
+    fn choose_node(
+        &self,
+        w: usize,
+        targets: &[Target],
+        t: DateTime<Utc>,
+        except: Option<usize>,
+    ) -> Result<Option<usize>> {
+        let workload = self.workload(w);
+        // Free CPU per cluster on awake nodes, as the targets have it now.
+        let mut free = vec![0.0; self.fleet.clusters.len()];
+        if self.policy.keeps_headroom() {
+            for (n, target) in targets.iter().enumerate() {
+                if self.nodes[n].on {
+                    free[self.fleet.nodes[n].cluster] +=
+                        (target.capacity.cpu - target.allocated.cpu).max(0.0);
+                }
+            }
+        }
+        let tw = &self.trace[w];
+        // The clusters within the pod's latency SLO (all for batch).
+        let within: Vec<bool> = self
+            .fleet
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(c, _)| match (&tw.region, tw.slo_ms) {
+                (Some(region), Some(slo)) => self
+                    .fleet
+                    .cluster_latency_ms(region, c)
+                    .is_none_or(|ms| ms <= slo),
+                _ => true,
+            })
+            .collect();
+        let only_here = |c: usize| within.iter().enumerate().all(|(o, &ok)| o == c || !ok);
+        for ready in [true, false] {
+            let idx: Vec<usize> = (0..targets.len())
+                .filter(|&n| Some(n) != except && self.nodes[n].ready(self.k) == ready)
+                .collect();
+            if idx.is_empty() {
+                continue;
+            }
+            let subset: Vec<&Target> = idx.iter().map(|&n| &targets[n]).collect();
+            // A pod keeps a cluster's headroom if it leaves the reserve free there, or if
+            // it may run nowhere else (the reserve is for such pods).
+            let keeps = |i: usize| {
+                let c = self.fleet.nodes[idx[i]].cluster;
+                let reserve = self.reserve.get(c).copied().unwrap_or(0.0);
+                free[c] - tw.cpu >= reserve || only_here(c)
+            };
+            if let Some(i) = self
+                .policy
+                .place_one_keeping(&workload, &subset, t, self.power, keeps)?
+            {
+                return Ok(Some(idx[i]));
+            }
+        }
+        Ok(None)
     }
 
     /// Updates a target after a pod of trace workload `w` started on node `n`.
@@ -519,26 +715,13 @@ pub fn node_target(
     }
 }
 
-/// Carbon outlook of each cluster at `t`: now and a perfect hourly forecast.
+/// Carbon outlook of each cluster at `t`: the intensity now and the settings' forecast.
 pub fn carbon_outlooks(
     fleet: &Fleet,
     settings: &Settings,
     t: DateTime<Utc>,
 ) -> Result<Vec<CarbonOutlook>> {
-    let to = t + Duration::hours(settings.forecast_hours);
-    let mut out = Vec::with_capacity(fleet.clusters.len());
-    for c in &fleet.clusters {
-        let z = &c.carbon_zone;
-        let now = fleet.carbon.intensity_at(z, t)?;
-        let forecast = fleet
-            .carbon
-            .forecast(z, t, to)
-            .map(|pts| pts.iter().map(|p| (p.start, p.g_per_kwh)).collect())
-            .unwrap_or_default();
-        out.push(CarbonOutlook {
-            now_g_per_kwh: now,
-            forecast,
-        });
-    }
-    Ok(out)
+    settings
+        .forecast
+        .outlooks(fleet, t, settings.forecast_hours, settings.forecast_seed)
 }

@@ -1,0 +1,103 @@
+//! Headroom: the CPU to keep ready (awake and unrequested) in a place so that the
+//! scale-ups expected before a new node could boot land at once instead of waiting.
+//!
+//! Consolidating decisions (packing, draining, powering down) remove the slack a spread
+//! fleet has by accident; a service that may only run in one place then waits for a boot
+//! at its next scale-up. The reserve is what the services running there are expected to
+//! grow by over the horizon (a forecast of their replica counts, e.g. the same time the day
+//! before), plus a floor fraction of what they request now for growth no forecast saw.
+
+use crate::score::{TargetScore, best_target};
+
+/// One service's expected growth in a place.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Growth {
+    /// CPU request of one replica, cores.
+    pub cpu_per_replica: f64,
+    /// Replicas running there now.
+    pub replicas_now: u32,
+    /// Replicas expected there at the peak of the horizon (forecast).
+    pub replicas_expected: u32,
+}
+
+/// Cores to keep ready in a place: the forecast growth of the services there plus
+/// `floor` × the cores they request now (negative or non-finite inputs count as 0).
+pub fn reserve(growth: impl IntoIterator<Item = Growth>, floor: f64) -> f64 {
+    let floor = if floor.is_finite() {
+        floor.max(0.0)
+    } else {
+        0.0
+    };
+    let mut cores = 0.0;
+    for g in growth {
+        let cpu = if g.cpu_per_replica.is_finite() {
+            g.cpu_per_replica.max(0.0)
+        } else {
+            0.0
+        };
+        let extra = g.replicas_expected.saturating_sub(g.replicas_now);
+        cores += cpu * (f64::from(extra) + floor * f64::from(g.replicas_now));
+    }
+    cores
+}
+
+/// The best-scored feasible target among those `keeps` says keep their place's headroom;
+/// the best feasible target overall when none does (headroom is a preference, never a
+/// reason to leave a pod pending).
+pub fn best_keeping(scores: &[TargetScore], keeps: impl Fn(usize) -> bool) -> Option<usize> {
+    let kept: Vec<TargetScore> = scores
+        .iter()
+        .filter(|s| s.feasible && keeps(s.target))
+        .cloned()
+        .collect();
+    best_target(&kept).or_else(|| best_target(scores))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserve_is_forecast_growth_plus_a_floor() {
+        let g = [
+            // grows by 3 replicas of 2 cores
+            Growth {
+                cpu_per_replica: 2.0,
+                replicas_now: 2,
+                replicas_expected: 5,
+            },
+            // shrinks: only the floor
+            Growth {
+                cpu_per_replica: 1.0,
+                replicas_now: 4,
+                replicas_expected: 1,
+            },
+        ];
+        // 2·3 + 0.1·(2·2 + 1·4)
+        assert!((reserve(g, 0.1) - 6.8).abs() < 1e-12);
+        assert_eq!(reserve(g, f64::NAN), 6.0);
+        assert_eq!(reserve([], 0.5), 0.0);
+    }
+
+    #[test]
+    fn headroom_is_a_preference_not_a_filter() {
+        let score = |target: usize, score: f64, feasible: bool| TargetScore {
+            target,
+            feasible,
+            reasons: Vec::new(),
+            score,
+            incremental_watts: 0.0,
+            units: Default::default(),
+            contributions: Default::default(),
+        };
+        let scores = [
+            score(0, 9.0, true),
+            score(1, 5.0, true),
+            score(2, 10.0, false),
+        ];
+        // Target 0 would eat its place's headroom: the next best keeps it.
+        assert_eq!(best_keeping(&scores, |t| t != 0), Some(1));
+        // None keeps it: the best feasible all the same.
+        assert_eq!(best_keeping(&scores, |_| false), Some(0));
+    }
+}

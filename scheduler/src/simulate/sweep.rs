@@ -1,0 +1,393 @@
+//! A sweep: the same policies over many scenarios (seeds × start weeks), summarised per
+//! policy as mean, spread and worst case, with each policy's carbon saving against
+//! `autoscaler` split into *less energy* and *cleaner energy*.
+//!
+//! Attribution: with energy `E`, carbon `C` and drawn intensity `I = C / E`, a policy's
+//! saving against `autoscaler` (`a`) is `C_a − C_p = (E_a − E_p)·I_a + E_p·(I_a − I_p)`:
+//! the first term is what using less energy saved at the autoscaler's intensity, the
+//! second what drawing the energy it did use at a lower intensity saved. The two add up
+//! to the saving exactly.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::policy::Policy;
+use super::results::{PolicyResult, round};
+use super::{Scenario, simulate};
+
+/// One policy in one scenario of a sweep (one CSV row).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SweepRow {
+    /// The start week's label (`winter`, or the date).
+    pub season: String,
+    /// First instant.
+    pub start: DateTime<Utc>,
+    /// Seed of the fleet and trace.
+    pub seed: u64,
+    /// Policy name.
+    pub policy: String,
+    /// Energy, kWh.
+    pub energy_kwh: f64,
+    /// Carbon, kgCO2e.
+    pub carbon_kg: f64,
+    /// Drawn intensity, gCO2e/kWh.
+    pub g_per_kwh: f64,
+    /// SLO violations (replica-steps pending or over the SLO, plus deadline misses).
+    pub slo_violations: u64,
+    /// Batch deadline misses (in `slo_violations`).
+    pub deadline_misses: u64,
+    /// Pods moved.
+    pub migrations: u64,
+    /// Carbon change against `autoscaler`, percent (negative = less).
+    pub carbon_vs_autoscaler_pct: Option<f64>,
+    /// Energy change against `autoscaler`, percent.
+    pub energy_vs_autoscaler_pct: Option<f64>,
+    /// Carbon change against `default`, percent.
+    pub carbon_vs_default_pct: Option<f64>,
+    /// Of the carbon saved against `autoscaler`, kg saved by using less energy.
+    pub saved_by_less_energy_kg: Option<f64>,
+    /// Of the carbon saved against `autoscaler`, kg saved by drawing cleaner energy.
+    pub saved_by_cleaner_energy_kg: Option<f64>,
+    /// Carbon above `peaks` in the same scenario, kg (negative = less).
+    pub carbon_vs_peaks_kg: Option<f64>,
+}
+
+/// Mean, standard deviation, least and greatest of one figure over a sweep's scenarios.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Spread {
+    /// Mean.
+    pub mean: f64,
+    /// Population standard deviation.
+    pub sd: f64,
+    /// Least value.
+    pub min: f64,
+    /// Greatest value.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `values` (all zero when empty).
+    pub fn of(values: &[f64]) -> Spread {
+        if values.is_empty() {
+            return Spread::default();
+        }
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        Spread {
+            mean,
+            sd: var.sqrt(),
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        }
+    }
+}
+
+/// One policy over the whole sweep.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PolicySweep {
+    /// Scenarios run.
+    pub runs: usize,
+    /// Energy, kWh.
+    pub energy_kwh: Spread,
+    /// Carbon, kgCO2e.
+    pub carbon_kg: Spread,
+    /// Drawn intensity, gCO2e/kWh.
+    pub g_per_kwh: Spread,
+    /// SLO violations per run.
+    pub slo_violations: Spread,
+    /// Deadline misses per run.
+    pub deadline_misses: Spread,
+    /// Migrations per run.
+    pub migrations: Spread,
+    /// Carbon change against `autoscaler`, percent (max = worst run).
+    pub carbon_vs_autoscaler_pct: Option<Spread>,
+    /// Energy change against `autoscaler`, percent.
+    pub energy_vs_autoscaler_pct: Option<Spread>,
+    /// Carbon change against `default`, percent.
+    pub carbon_vs_default_pct: Option<Spread>,
+    /// Carbon saved against `autoscaler` by using less energy, kg per run.
+    pub saved_by_less_energy_kg: Option<Spread>,
+    /// Carbon saved against `autoscaler` by drawing cleaner energy, kg per run.
+    pub saved_by_cleaner_energy_kg: Option<Spread>,
+    /// Runs with more carbon than `autoscaler`.
+    pub runs_above_autoscaler: usize,
+    /// Runs with more carbon than `peaks`.
+    pub runs_above_peaks: usize,
+    /// Runs with any SLO violation.
+    pub runs_with_violations: usize,
+}
+
+/// A sweep's rows and per-policy summary.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sweep {
+    /// Policy names in report order.
+    pub order: Vec<String>,
+    /// Per policy.
+    pub policies: BTreeMap<String, PolicySweep>,
+    /// Every (scenario, policy).
+    pub rows: Vec<SweepRow>,
+    /// Wall-clock seconds the sweep took.
+    pub seconds: f64,
+}
+
+/// Runs every scenario `make` gives for each (season label, start) × seed and summarises.
+/// `progress` hears each finished scenario.
+pub fn run(
+    seasons: &[(String, DateTime<Utc>)],
+    seeds: &[u64],
+    make: impl Fn(u64, DateTime<Utc>) -> Result<Scenario>,
+    mut progress: impl FnMut(&str, u64, &BTreeMap<String, PolicyResult>),
+) -> Result<Sweep> {
+    let began = std::time::Instant::now();
+    let mut rows = Vec::new();
+    let mut order = Vec::new();
+    for (label, start) in seasons {
+        for &seed in seeds {
+            let scenario = make(seed, *start)?;
+            let (report, _) = simulate(&scenario)?;
+            order.clone_from(&report.order);
+            progress(label, seed, &report.policies);
+            rows.extend(rows_of(
+                label,
+                *start,
+                seed,
+                &report.order,
+                &report.policies,
+            ));
+        }
+    }
+    let policies = order
+        .iter()
+        .map(|p| (p.clone(), summarise(&rows, p)))
+        .collect();
+    Ok(Sweep {
+        order,
+        policies,
+        rows,
+        seconds: began.elapsed().as_secs_f64(),
+    })
+}
+
+fn rows_of(
+    season: &str,
+    start: DateTime<Utc>,
+    seed: u64,
+    order: &[String],
+    results: &BTreeMap<String, PolicyResult>,
+) -> Vec<SweepRow> {
+    let autoscaler = results.get(Policy::Autoscaler.name());
+    let peaks = results.get(Policy::Peaks.name());
+    order
+        .iter()
+        .filter_map(|name| results.get(name).map(|r| (name, r)))
+        .map(|(name, r)| {
+            let (less, cleaner) = autoscaler.map_or((None, None), |a| {
+                let (less, cleaner) = attribute(a, r);
+                (Some(less), Some(cleaner))
+            });
+            SweepRow {
+                season: season.to_string(),
+                start,
+                seed,
+                policy: name.clone(),
+                energy_kwh: r.energy_kwh,
+                carbon_kg: r.carbon_kg,
+                g_per_kwh: r.mean_intensity_g_per_kwh,
+                slo_violations: r.slo_violations,
+                deadline_misses: r.batch_deadline_misses,
+                migrations: r.migrations,
+                carbon_vs_autoscaler_pct: r.carbon_vs_autoscaler_pct,
+                energy_vs_autoscaler_pct: r.energy_vs_autoscaler_pct,
+                carbon_vs_default_pct: r.carbon_change_pct,
+                saved_by_less_energy_kg: less,
+                saved_by_cleaner_energy_kg: cleaner,
+                carbon_vs_peaks_kg: peaks.map(|p| round(r.carbon_kg - p.carbon_kg, 3)),
+            }
+        })
+        .collect()
+}
+
+/// `(less energy, cleaner energy)` kg of `r`'s carbon saving against `base` (see the
+/// module docs); they sum to `base.carbon_kg − r.carbon_kg`.
+pub fn attribute(base: &PolicyResult, r: &PolicyResult) -> (f64, f64) {
+    let intensity = |p: &PolicyResult| {
+        if p.energy_kwh > 0.0 {
+            p.carbon_kg / p.energy_kwh
+        } else {
+            0.0
+        }
+    };
+    let (ia, ip) = (intensity(base), intensity(r));
+    let less = (base.energy_kwh - r.energy_kwh) * ia;
+    let cleaner = r.energy_kwh * (ia - ip);
+    (round(less, 3), round(cleaner, 3))
+}
+
+fn summarise(rows: &[SweepRow], policy: &str) -> PolicySweep {
+    let mine: Vec<&SweepRow> = rows.iter().filter(|r| r.policy == policy).collect();
+    let all =
+        |f: &dyn Fn(&SweepRow) -> f64| Spread::of(&mine.iter().map(|r| f(r)).collect::<Vec<_>>());
+    let some = |f: &dyn Fn(&SweepRow) -> Option<f64>| {
+        let v: Vec<f64> = mine.iter().filter_map(|r| f(r)).collect();
+        (!v.is_empty()).then(|| Spread::of(&v))
+    };
+    PolicySweep {
+        runs: mine.len(),
+        energy_kwh: all(&|r| r.energy_kwh),
+        carbon_kg: all(&|r| r.carbon_kg),
+        g_per_kwh: all(&|r| r.g_per_kwh),
+        slo_violations: all(&|r| r.slo_violations as f64),
+        deadline_misses: all(&|r| r.deadline_misses as f64),
+        migrations: all(&|r| r.migrations as f64),
+        carbon_vs_autoscaler_pct: some(&|r| r.carbon_vs_autoscaler_pct),
+        energy_vs_autoscaler_pct: some(&|r| r.energy_vs_autoscaler_pct),
+        carbon_vs_default_pct: some(&|r| r.carbon_vs_default_pct),
+        saved_by_less_energy_kg: some(&|r| r.saved_by_less_energy_kg),
+        saved_by_cleaner_energy_kg: some(&|r| r.saved_by_cleaner_energy_kg),
+        runs_above_autoscaler: mine
+            .iter()
+            .filter(|r| r.carbon_vs_autoscaler_pct.is_some_and(|c| c > 0.0))
+            .count(),
+        runs_above_peaks: mine
+            .iter()
+            .filter(|r| r.carbon_vs_peaks_kg.is_some_and(|c| c > 0.0))
+            .count(),
+        runs_with_violations: mine.iter().filter(|r| r.slo_violations > 0).count(),
+    }
+}
+
+impl Sweep {
+    /// The summary as Markdown: one table of outcomes, one of the attribution.
+    pub fn markdown(&self, command: &str, forecast: &str, scenarios: usize) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# ecoplace simulate: sweep\n");
+        let _ = writeln!(out, "Command: `{command}`\n");
+        let _ = writeln!(
+            out,
+            "{scenarios} scenarios × {} policies in {:.0} s. Carbon forecast the decisions read: {forecast}.\n",
+            self.order.len(),
+            self.seconds
+        );
+        let _ = writeln!(
+            out,
+            "Each cell is mean ± standard deviation over the scenarios, with the range [least … greatest]; \
+             for a change in percent (negative = less) the greatest value is the worst run.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| policy | carbon vs autoscaler % | energy vs autoscaler % | carbon vs default % | g/kWh drawn | SLO violations | runs with violations | deadline misses (worst) | migrations | runs above autoscaler / peaks |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
+        for name in &self.order {
+            let Some(p) = self.policies.get(name) else {
+                continue;
+            };
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {} | {} | {} | {} | {}/{} | {:.0} | {} | {} / {} |",
+                opt(p.carbon_vs_autoscaler_pct, 1),
+                opt(p.energy_vs_autoscaler_pct, 1),
+                opt(p.carbon_vs_default_pct, 1),
+                cell(&p.g_per_kwh, 1),
+                cell(&p.slo_violations, 0),
+                p.runs_with_violations,
+                p.runs,
+                p.deadline_misses.max,
+                cell(&p.migrations, 0),
+                p.runs_above_autoscaler,
+                p.runs_above_peaks,
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n## Where the carbon saving against `autoscaler` comes from\n\n\
+             Saving = (E_autoscaler − E)·I_autoscaler (*less energy*) + E·(I_autoscaler − I) (*cleaner energy*), \
+             kgCO2e per scenario, mean ± sd [range]; the two add up to the saving.\n"
+        );
+        let _ = writeln!(
+            out,
+            "| policy | carbon kg | saved kg | by less energy kg | by cleaner energy kg | cleaner share of the saving % |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|");
+        for name in &self.order {
+            let Some(p) = self.policies.get(name) else {
+                continue;
+            };
+            let (Some(less), Some(cleaner)) =
+                (p.saved_by_less_energy_kg, p.saved_by_cleaner_energy_kg)
+            else {
+                continue;
+            };
+            let saved = less.mean + cleaner.mean;
+            let share = if saved.abs() > 1e-9 {
+                format!("{:.0}", 100.0 * cleaner.mean / saved)
+            } else {
+                "–".into()
+            };
+            let _ = writeln!(
+                out,
+                "| {name} | {} | {:.2} | {} | {} | {share} |",
+                cell(&p.carbon_kg, 2),
+                saved,
+                cell(&less, 2),
+                cell(&cleaner, 2),
+            );
+        }
+        out
+    }
+
+    /// Every row as CSV.
+    pub fn csv(&self) -> Result<String> {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        for r in &self.rows {
+            w.serialize(r)?;
+        }
+        let bytes = w.into_inner().map_err(|e| anyhow::anyhow!("csv: {e}"))?;
+        Ok(String::from_utf8(bytes)?)
+    }
+}
+
+fn cell(s: &Spread, d: usize) -> String {
+    format!(
+        "{:.d$} ± {:.d$} [{:.d$} … {:.d$}]",
+        s.mean, s.sd, s.min, s.max
+    )
+}
+
+fn opt(s: Option<Spread>, d: usize) -> String {
+    s.map_or_else(|| "–".into(), |s| cell(&s, d))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn result(energy_kwh: f64, carbon_kg: f64) -> PolicyResult {
+        let mut r = PolicyResult::from_counters(&Default::default(), &[], 1.0);
+        r.energy_kwh = energy_kwh;
+        r.carbon_kg = carbon_kg;
+        r
+    }
+
+    #[test]
+    fn attribution_adds_up_to_the_saving() {
+        // 100 kWh at 300 g against 80 kWh at 200 g: 14 kg saved.
+        let (less, cleaner) = attribute(&result(100.0, 30.0), &result(80.0, 16.0));
+        assert!((less - 6.0).abs() < 1e-9, "{less}");
+        assert!((cleaner - 8.0).abs() < 1e-9, "{cleaner}");
+        assert!((less + cleaner - 14.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn spreads_give_mean_sd_and_range() {
+        let s = Spread::of(&[1.0, 3.0]);
+        assert_eq!((s.mean, s.sd, s.min, s.max), (2.0, 1.0, 1.0, 3.0));
+        assert_eq!(Spread::of(&[]), Spread::default());
+    }
+}
