@@ -325,15 +325,15 @@ impl Sweep {
             };
             let saved = less.mean + cleaner.mean;
             let share = if saved.abs() > 1e-9 {
-                format!("{:.0}", 100.0 * cleaner.mean / saved)
+                format!("{:.0}", 100.0 * cleaner.mean / saved).replace('-', "−")
             } else {
                 "–".into()
             };
             let _ = writeln!(
                 out,
-                "| {name} | {} | {:.2} | {} | {} | {share} |",
+                "| {name} | {} | {} | {} | {} | {share} |",
                 cell(&p.carbon_kg, 2),
-                saved,
+                format!("{saved:.2}").replace('-', "−"),
                 cell(&less, 2),
                 cell(&cleaner, 2),
             );
@@ -352,11 +352,13 @@ impl Sweep {
     }
 }
 
+/// `mean ± sd [min … max]`, negatives with the typographic minus the other tables use.
 fn cell(s: &Spread, d: usize) -> String {
     format!(
         "{:.d$} ± {:.d$} [{:.d$} … {:.d$}]",
         s.mean, s.sd, s.min, s.max
     )
+    .replace('-', "−")
 }
 
 fn opt(s: Option<Spread>, d: usize) -> String {
