@@ -84,7 +84,9 @@ impl Forecast {
             for h in 1..=hours {
                 let at = hour0 + Duration::hours(h);
                 let value = match self {
-                    Forecast::Perfect => fleet.carbon.intensity_at(zone, at)?,
+                    // Past the end of the data the truth is unknown: the forecast holds
+                    // `now` there rather than failing the run.
+                    Forecast::Perfect => fleet.carbon.intensity_at(zone, at).unwrap_or(now),
                     Forecast::Persistence => now,
                     Forecast::DayAhead => {
                         // The same hour of the last full day known at `t`.
@@ -95,7 +97,7 @@ impl Forecast {
                             .unwrap_or(now)
                     }
                     Forecast::Noisy(sd) => {
-                        let truth = fleet.carbon.intensity_at(zone, at)?;
+                        let truth = fleet.carbon.intensity_at(zone, at).unwrap_or(now);
                         (truth * (1.0 + sd * noise(seed, zone, at, t))).max(0.0)
                     }
                 };
