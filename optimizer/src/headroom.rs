@@ -20,15 +20,58 @@ pub struct Growth {
     pub replicas_expected: u32,
 }
 
-/// Cores to keep ready in a place: the forecast growth of the services there plus
-/// `floor` × the cores they request now (negative or non-finite inputs count as 0).
-pub fn reserve(growth: impl IntoIterator<Item = Growth>, floor: f64) -> f64 {
+/// What to keep ready in a place: cores, in free blocks a replica can use.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Reserve {
+    /// Cores to keep free.
+    pub cores: f64,
+    /// The largest replica the cores are for: a node's free cores count only in whole
+    /// blocks of this size (slivers no replica fits in hold nothing); 0 counts them all.
+    pub block: f64,
+}
+
+impl Reserve {
+    /// Of a node's free cores, those that count towards the reserve (whole blocks).
+    pub fn usable_on(&self, free: f64) -> f64 {
+        let free = if free.is_finite() { free.max(0.0) } else { 0.0 };
+        if self.block > 0.0 {
+            (free / self.block + 1e-9).floor() * self.block
+        } else {
+            free
+        }
+    }
+
+    /// Free cores of a place's awake nodes that count towards the reserve.
+    pub fn usable(&self, free_per_node: impl IntoIterator<Item = f64>) -> f64 {
+        free_per_node.into_iter().map(|f| self.usable_on(f)).sum()
+    }
+
+    /// The reserve raised to at least `burst` cores: the largest scale-up a place took in
+    /// one step recently (new deployments and jumps no replica forecast saw).
+    pub fn with_burst(self, burst: f64) -> Reserve {
+        let burst = if burst.is_finite() { burst } else { 0.0 };
+        Reserve {
+            cores: self.cores.max(burst),
+            ..self
+        }
+    }
+
+    /// Whether `usable` cores (from [`Reserve::usable`]) keep the reserve.
+    pub fn kept_by(&self, usable: f64) -> bool {
+        usable + 1e-9 >= self.cores
+    }
+}
+
+/// What to keep ready in a place: the forecast growth of the services there plus
+/// `floor` × the cores they request now, in blocks of their largest replica (negative or
+/// non-finite inputs count as 0).
+pub fn reserve(growth: impl IntoIterator<Item = Growth>, floor: f64) -> Reserve {
     let floor = if floor.is_finite() {
         floor.max(0.0)
     } else {
         0.0
     };
-    let mut cores = 0.0;
+    let mut out = Reserve::default();
     for g in growth {
         let cpu = if g.cpu_per_replica.is_finite() {
             g.cpu_per_replica.max(0.0)
@@ -36,9 +79,10 @@ pub fn reserve(growth: impl IntoIterator<Item = Growth>, floor: f64) -> f64 {
             0.0
         };
         let extra = g.replicas_expected.saturating_sub(g.replicas_now);
-        cores += cpu * (f64::from(extra) + floor * f64::from(g.replicas_now));
+        out.cores += cpu * (f64::from(extra) + floor * f64::from(g.replicas_now));
+        out.block = out.block.max(cpu);
     }
-    cores
+    out
 }
 
 /// The best-scored feasible target among those `keeps` says keep their place's headroom;
@@ -73,10 +117,40 @@ mod tests {
                 replicas_expected: 1,
             },
         ];
-        // 2·3 + 0.1·(2·2 + 1·4)
-        assert!((reserve(g, 0.1) - 6.8).abs() < 1e-12);
-        assert_eq!(reserve(g, f64::NAN), 6.0);
-        assert_eq!(reserve([], 0.5), 0.0);
+        // 2·3 + 0.1·(2·2 + 1·4), for replicas of up to 2 cores
+        let r = reserve(g, 0.1);
+        assert!((r.cores - 6.8).abs() < 1e-12);
+        assert_eq!(r.block, 2.0);
+        assert_eq!(reserve(g, f64::NAN).cores, 6.0);
+        assert_eq!(reserve([], 0.5), Reserve::default());
+    }
+
+    #[test]
+    fn only_free_blocks_a_replica_fits_in_count() {
+        let r = Reserve {
+            cores: 8.0,
+            block: 4.0,
+        };
+        // 3 + 3 + 3 free cores: 9 in all, but no 4-core replica fits anywhere.
+        assert_eq!(r.usable([3.0, 3.0, 3.0]), 0.0);
+        assert!(!r.kept_by(r.usable([3.0, 3.0, 3.0])));
+        // 9.5 free on one node holds two blocks; with 4 elsewhere the reserve is kept.
+        assert_eq!(r.usable([9.5, 1.0]), 8.0);
+        assert!(r.kept_by(r.usable([9.5, 4.0])));
+        assert_eq!(r.usable_on(f64::NAN), 0.0);
+        // A recent burst raises the reserve, never lowers it.
+        assert_eq!(r.with_burst(20.0).cores, 20.0);
+        assert_eq!(r.with_burst(2.0), r);
+        assert_eq!(r.with_burst(f64::NAN), r);
+        // Without a block every free core counts.
+        assert_eq!(
+            Reserve {
+                cores: 1.0,
+                block: 0.0
+            }
+            .usable([0.5, 0.25]),
+            0.75
+        );
     }
 
     #[test]

@@ -75,7 +75,7 @@ pub(crate) struct Group {
 }
 
 /// Everything a plan needs, priced once.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Instance<'a> {
     /// The workloads as given.
     pub workloads: &'a [Workload],
@@ -210,18 +210,7 @@ impl<'a> Instance<'a> {
         let normalisers = range.build();
         let coef = normalisers.coefficients(weights);
 
-        let mut class_pairs = vec![0..0; classes.len()];
-        let mut target_pairs = vec![Vec::new(); targets.len()];
-        let mut start = 0;
-        for (c, range) in class_pairs.iter_mut().enumerate() {
-            let mut end = start;
-            while end < pairs.len() && pairs[end].class == c {
-                target_pairs[pairs[end].target].push(end);
-                end += 1;
-            }
-            *range = start..end;
-            start = end;
-        }
+        let (class_pairs, target_pairs) = index_pairs(&pairs, classes.len(), targets.len());
         Ok(Self {
             workloads,
             targets,
@@ -239,6 +228,51 @@ impl<'a> Instance<'a> {
             affinity_removed,
             watts,
         })
+    }
+
+    /// The same instance with each class's candidate targets bounded to the targets it
+    /// runs on now plus the `k` where one replica costs least (its share of a wake
+    /// included); `None` when no class has more than that. Classes whose rules couple
+    /// targets (affinity, a number of targets) keep all of theirs.
+    pub fn bounded(&self, k: usize) -> Option<Self> {
+        let mut keep = vec![true; self.pairs.len()];
+        let mut pruned = false;
+        for (c, class) in self.classes.iter().enumerate() {
+            let w = self.workload(c);
+            if class.affinity.is_some() || w.number_of_targets.is_some() {
+                continue;
+            }
+            let range = self.class_pairs[c].clone();
+            let mut others: Vec<(f64, usize)> = range
+                .filter(|&p| class.current_on(self.pairs[p].target) == 0)
+                .map(|p| {
+                    let pair = &self.pairs[p];
+                    let share = f64::from(pair.upper.clamp(1, class.replicas.max(1)));
+                    let wake = dot(&self.coef, &self.wake[pair.target]) / share;
+                    (dot(&self.coef, &pair.terms) + wake, p)
+                })
+                .collect();
+            if others.len() <= k {
+                continue;
+            }
+            others.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            for &(_, p) in &others[k..] {
+                keep[p] = false;
+            }
+            pruned = true;
+        }
+        if !pruned {
+            return None;
+        }
+        let mut out = self.clone();
+        let mut i = 0;
+        out.pairs.retain(|_| {
+            i += 1;
+            keep[i - 1]
+        });
+        (out.class_pairs, out.target_pairs) =
+            index_pairs(&out.pairs, out.classes.len(), out.targets.len());
+        Some(out)
     }
 
     /// The representative workload of a class.
@@ -268,6 +302,27 @@ impl<'a> Instance<'a> {
             .power_cap_watts
             .map_or(f64::INFINITY, |cap| cap - target.current_watts())
     }
+}
+
+/// The pairs of each class (pairs sorted by class) and the pairs at each target.
+fn index_pairs(
+    pairs: &[Pair],
+    classes: usize,
+    targets: usize,
+) -> (Vec<Range<usize>>, Vec<Vec<usize>>) {
+    let mut class_pairs = vec![0..0; classes];
+    let mut target_pairs = vec![Vec::new(); targets];
+    let mut start = 0;
+    for (c, range) in class_pairs.iter_mut().enumerate() {
+        let mut end = start;
+        while end < pairs.len() && pairs[end].class == c {
+            target_pairs[pairs[end].target].push(end);
+            end += 1;
+        }
+        *range = start..end;
+        start = end;
+    }
+    (class_pairs, target_pairs)
 }
 
 /// Most replicas of `class` that `target` could take alone: replicas, free resources,

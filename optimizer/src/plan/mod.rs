@@ -78,6 +78,11 @@ pub struct SolveOptions {
     pub backend: Backend,
     /// Whether to give the solver a starting plan (LP-guided, else greedy).
     pub warm_start: bool,
+    /// Bounded candidates: each workload considers the targets it runs on now and the
+    /// this many where one replica costs least; the model then grows with workloads, not
+    /// workloads × targets. `None`: every target. A bounded model that has no plan is
+    /// solved again over every target.
+    pub candidates: Option<usize>,
 }
 
 impl Default for SolveOptions {
@@ -88,6 +93,7 @@ impl Default for SolveOptions {
             absolute_gap: 1e-6,
             backend: Backend::default(),
             warm_start: true,
+            candidates: None,
         }
     }
 }
@@ -232,6 +238,15 @@ pub fn plan(
     let inst = Instance::build(workloads, targets, weights, at, power)?;
     explain::precheck(&inst)?;
     let reference = reference::reference(&inst);
+    if let Some(bounded) = options.candidates.and_then(|k| inst.bounded(k))
+        && explain::precheck(&bounded).is_ok()
+    {
+        let (model, lay) = milp::build(&bounded, &bounded.coef, None);
+        let greedy = greedy::warm_start(&bounded);
+        if let Ok(solution) = solve(&bounded, &model, &lay, greedy, &bounded.coef, options) {
+            return Ok(finish(&bounded, &model, solution, &reference));
+        }
+    }
     let (model, lay) = milp::build(&inst, &inst.coef, None);
     let greedy = greedy::warm_start(&inst);
     let solution = solve(&inst, &model, &lay, greedy, &inst.coef, options)?;

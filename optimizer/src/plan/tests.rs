@@ -354,3 +354,57 @@ fn microlp_backend_finds_the_same_optimum() {
     let h = run(&ws, &ts).unwrap();
     assert!((m.totals.objective - h.totals.objective).abs() < 1e-6);
 }
+
+fn bounded(k: usize) -> SolveOptions {
+    SolveOptions {
+        candidates: Some(k),
+        ..SolveOptions::exact()
+    }
+}
+
+#[test]
+fn bounded_candidates_keep_the_cheapest_targets_and_the_current_ones() {
+    // Twenty targets at rising intensity; one workload running on the dirtiest.
+    let ts: Vec<Target> = (0..20)
+        .map(|i| target(&format!("t{i:02}"), 8.0, 50.0 + 20.0 * f64::from(i), 5.0))
+        .collect();
+    let mut w = workload("w", 1.0, 3);
+    w.current = BTreeMap::from([("t19".to_string(), 1)]);
+    let ws = [w, workload("v", 2.0, 2)];
+    let opts = bounded(4);
+    let full = plan(
+        &ws,
+        &ts,
+        &Weights::BALANCED,
+        at(),
+        &Linear,
+        &SolveOptions::exact(),
+    )
+    .unwrap();
+    let small = plan(&ws, &ts, &Weights::BALANCED, at(), &Linear, &opts).unwrap();
+    // 2 classes × (4 cheapest + the current target of `w`) instead of 2 × 20.
+    assert_eq!(full.stats.pairs, 40);
+    assert_eq!(small.stats.pairs, 4 + 1 + 4);
+    // The optimum uses the cheapest targets, so bounding loses nothing here.
+    assert_eq!(small.assignments, full.assignments);
+    assert!((small.totals.objective - full.totals.objective).abs() < 1e-9);
+    // The reference is the full least-allocated plan either way.
+    assert_eq!(small.reference, full.reference);
+}
+
+#[test]
+fn a_bounded_model_without_a_plan_is_solved_over_every_target() {
+    // The cheap targets fit 1 replica each; 6 replicas need the expensive ones too.
+    let mut ts: Vec<Target> = (0..3)
+        .map(|i| target(&format!("cheap{i}"), 1.0, 10.0, 5.0))
+        .collect();
+    ts.extend((0..3).map(|i| target(&format!("dear{i}"), 8.0, 500.0, 5.0)));
+    let ws = [workload("w", 1.0, 6)];
+    let p = plan(&ws, &ts, &Weights::BALANCED, at(), &Linear, &bounded(2)).unwrap();
+    let placed: u32 = p.assignments["w"].values().sum();
+    assert_eq!(placed, 6);
+    assert_eq!(p.stats.pairs, 6, "solved over every target");
+    for i in 0..3 {
+        assert_eq!(p.assignments["w"].get(&format!("cheap{i}")), Some(&1));
+    }
+}

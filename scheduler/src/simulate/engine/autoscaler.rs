@@ -13,7 +13,7 @@ use anyhow::Result;
 use chrono::{DateTime, Utc};
 use optimizer::Target;
 
-use optimizer::headroom::{Growth, reserve};
+use optimizer::headroom::{Growth, Reserve, reserve};
 
 use super::{GIB, Sim};
 use crate::simulate::trace::{Kind, service_replicas};
@@ -56,22 +56,22 @@ impl Sim<'_> {
         // soon; a node whose removal would leave less is kept (its placeholder pods would not
         // fit elsewhere), and a node is woken ahead when the cluster has less.
         let reserve = self.reserves(t);
-        let mut free = self.free_cores();
+        let mut usable = self.usable_free(&reserve);
         // Empty nodes first, in bulk.
         for n in 0..self.nodes.len() {
             let c = self.fleet.nodes[n].cluster;
-            let cores = self.fleet.node_type(n).cores;
+            let held = reserve[c].usable_on(self.node_free(n));
             let rt = &mut self.nodes[n];
             if rt.ready(k)
                 && rt.pods == 0
                 && rt.unneeded_steps >= unneeded_steps
                 && awake[c] > min
-                && free[c] - cores >= reserve[c]
+                && reserve[c].kept_by(usable[c] - held)
             {
                 rt.on = false;
                 rt.unneeded_steps = 0;
                 awake[c] -= 1;
-                free[c] -= cores;
+                usable[c] -= held;
                 self.counters.power_downs += 1;
             }
         }
@@ -84,7 +84,7 @@ impl Sim<'_> {
                     && rt.pods > 0
                     && rt.unneeded_steps >= unneeded_steps
                     && awake[c] > min
-                    && free[c] - self.fleet.node_type(n).cores >= reserve[c]
+                    && reserve[c].kept_by(usable[c] - reserve[c].usable_on(self.node_free(n)))
             })
             .map(|n| {
                 (
@@ -117,9 +117,10 @@ impl Sim<'_> {
     /// `optimizer::headroom::reserve` of the services running there, their replicas
     /// forecast day-ahead (the replica count of the same time the day before, over the
     /// horizon; a service that arrived during the period and is younger than a day is
-    /// expected to stay as it is).
-    pub(super) fn reserves(&self, t: DateTime<Utc>) -> Vec<f64> {
-        let mut out = vec![0.0; self.fleet.clusters.len()];
+    /// expected to stay as it is), and at least the largest service scale-up one step
+    /// brought to the cluster over the last day (new deployments no forecast saw).
+    pub(super) fn reserves(&self, t: DateTime<Utc>) -> Vec<Reserve> {
+        let mut out = vec![Reserve::default(); self.fleet.clusters.len()];
         let Some(h) = self
             .settings
             .headroom
@@ -169,30 +170,37 @@ impl Sim<'_> {
             }
         }
         for (c, g) in growth.into_iter().enumerate() {
-            out[c] = reserve(g, h.floor);
+            let burst = self.bursts.iter().map(|b| b[c]).fold(0.0, f64::max);
+            out[c] = reserve(g, h.floor).with_burst(burst);
         }
         out
     }
 
-    /// Unrequested CPU on the awake (ready or booting) nodes of each cluster.
-    fn free_cores(&self) -> Vec<f64> {
-        let mut free = vec![0.0; self.fleet.clusters.len()];
+    /// Unrequested CPU of node `n`, cores.
+    fn node_free(&self, n: usize) -> f64 {
+        (self.fleet.node_type(n).cores - self.nodes[n].requested.cpu).max(0.0)
+    }
+
+    /// Per cluster, the unrequested CPU on its awake (ready or booting) nodes that counts
+    /// towards its reserve (whole blocks of the reserve's largest replica).
+    fn usable_free(&self, reserve: &[Reserve]) -> Vec<f64> {
+        let mut usable = vec![0.0; self.fleet.clusters.len()];
         for (n, rt) in self.nodes.iter().enumerate() {
             if rt.on {
-                free[self.fleet.nodes[n].cluster] +=
-                    (self.fleet.node_type(n).cores - rt.requested.cpu).max(0.0);
+                let c = self.fleet.nodes[n].cluster;
+                usable[c] += reserve[c].usable_on(self.node_free(n));
             }
         }
-        free
+        usable
     }
 
     /// Wakes, in each cluster short of its reserve, the sleeping node with the least idle
     /// power per core (one per cluster and step).
     fn wake_for_headroom(&mut self, t: DateTime<Utc>) {
         let reserve = self.reserves(t);
-        let free = self.free_cores();
+        let usable = self.usable_free(&reserve);
         for c in 0..self.fleet.clusters.len() {
-            if free[c] >= reserve[c] {
+            if reserve[c].kept_by(usable[c]) {
                 continue;
             }
             let best = (0..self.nodes.len())

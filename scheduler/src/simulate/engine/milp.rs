@@ -27,7 +27,7 @@ impl Sim<'_> {
         self.counters.milp_solves += 1;
         match plan(
             &workloads,
-            targets,
+            &self.with_headroom(targets),
             &weights,
             t,
             self.power,
@@ -58,67 +58,72 @@ impl Sim<'_> {
         Ok(())
     }
 
-    /// Re-plans every service's replicas, running and waiting for a node, with the MILP
-    /// (migration cost included). Nodes with no batch pod are offered asleep: the plan pays
-    /// the idle power of each node it keeps, so it can empty nodes for power-down when that
-    /// is worth the moves. Moves honour a PodDisruptionBudget of `maxUnavailable: 1`, as
-    /// evictions do: at most one replica of a service moves per round, and never the only
-    /// one.
+    /// Re-plans, with the MILP (migration cost included), what may change this round: each
+    /// service's replicas waiting for a node and the running replicas its
+    /// PodDisruptionBudget (`maxUnavailable: 1`) lets move — one per service and round,
+    /// and none while fewer than two serve. The replica offered is the one that costs most
+    /// where it runs (its node's idle power shared by the node's pods, at the node's grid
+    /// intensity); every other replica stays, as the node's allocation. A node whose every
+    /// pod may move is offered asleep: the plan pays its idle power if it keeps it, so it
+    /// can empty nodes for power-down when that is worth the moves.
     pub(super) fn rebalance(&mut self, t: DateTime<Utc>) -> Result<()> {
         let Some(weights) = self.policy.weights() else {
             return Ok(());
         };
+        let mut movable: Vec<Option<u64>> = vec![None; self.services.len()];
+        for (i, s) in self.services.iter().enumerate() {
+            let serving = s
+                .running
+                .iter()
+                .filter(|id| self.pods.get(id).is_some_and(|p| p.ready_step <= self.k))
+                .count();
+            if serving < 2 {
+                continue;
+            }
+            movable[i] = s
+                .running
+                .iter()
+                .filter_map(|id| Some((*id, self.pods.get(id)?)))
+                .max_by(|a, b| {
+                    self.stay_cost(a.1)
+                        .total_cmp(&self.stay_cost(b.1))
+                        .then(a.0.cmp(&b.0))
+                })
+                .map(|(id, _)| id);
+        }
         let mut targets = self.targets(t);
-        let mut batch_used = vec![0.0; self.nodes.len()];
-        let mut batch_req = vec![Resources::default(); self.nodes.len()];
-        for p in self.pods.values() {
-            if self.trace[p.workload].kind == Kind::Batch {
-                batch_used[p.node] += self.pod_usage(p, t);
-                batch_req[p.node].cpu += p.requests.cpu;
-                batch_req[p.node].memory += p.requests.memory;
+        let mut fixed_used = vec![0.0; self.nodes.len()];
+        let mut fixed_req = vec![Resources::default(); self.nodes.len()];
+        for (id, p) in &self.pods {
+            let free =
+                self.trace[p.workload].kind == Kind::Service && movable[p.workload] == Some(*id);
+            if !free {
+                fixed_used[p.node] += self.pod_usage(p, t);
+                fixed_req[p.node].cpu += p.requests.cpu;
+                fixed_req[p.node].memory += p.requests.memory;
             }
         }
         for (n, target) in targets.iter_mut().enumerate() {
             let ty = self.fleet.node_type(n);
-            target.allocated = batch_req[n];
-            target.utilisation = ty.utilisation(batch_used[n]);
-            target.powered_on = batch_req[n].cpu > 0.0 || batch_req[n].memory > 0.0;
+            target.allocated = fixed_req[n];
+            target.utilisation = ty.utilisation(fixed_used[n]);
+            target.powered_on = fixed_req[n].cpu > 0.0 || fixed_req[n].memory > 0.0;
         }
-        // Plan with the headroom: each node offers its cluster's share of the reserve less
-        // (at most half its cores), so the plan leaves room for the growth it is kept for
-        // and moves work that may run elsewhere out of a cluster that runs short.
-        if self.policy.keeps_headroom() && !self.reserve.is_empty() {
-            let mut awake = vec![0.0; self.fleet.clusters.len()];
-            for (n, rt) in self.nodes.iter().enumerate() {
-                if rt.on {
-                    awake[self.fleet.nodes[n].cluster] += self.fleet.node_type(n).cores;
-                }
-            }
-            for (n, target) in targets.iter_mut().enumerate() {
-                let c = self.fleet.nodes[n].cluster;
-                if awake[c] > 0.0 {
-                    let f = (self.reserve[c] / awake[c]).clamp(0.0, 0.5);
-                    target.capacity.cpu *= 1.0 - f;
-                }
-            }
-        }
+        let targets = self.with_headroom(&targets);
         let mut services = Vec::new();
         let mut workloads = Vec::new();
         for (i, s) in self.services.iter().enumerate() {
-            if s.running.is_empty() && s.pending == 0 {
-                continue;
-            }
             let mut current: BTreeMap<String, u32> = BTreeMap::new();
-            for id in &s.running {
-                if let Some(p) = self.pods.get(id) {
-                    *current
-                        .entry(self.fleet.nodes[p.node].name.clone())
-                        .or_default() += 1;
-                }
+            if let Some(p) = movable[i].and_then(|id| self.pods.get(&id)) {
+                current.insert(self.fleet.nodes[p.node].name.clone(), 1);
+            }
+            let replicas = current.len() as u32 + s.pending;
+            if replicas == 0 {
+                continue;
             }
             services.push(i);
             workloads.push(Workload {
-                replicas: s.running.len() as u32 + s.pending,
+                replicas,
                 current,
                 ..self.workload(i)
             });
@@ -175,23 +180,10 @@ impl Sim<'_> {
                 starts.push((s, n, false));
             }
             self.services[s].pending -= fill as u32;
-            let serving = self.services[s]
-                .running
-                .iter()
-                .filter(|id| self.pods.get(id).is_some_and(|p| p.ready_step <= self.k))
-                .count();
             let (Some(&to), Some(&from)) = (arrivals.get(fill), departures.first()) else {
                 continue;
             };
-            if serving < 2 {
-                continue;
-            }
-            let id = self.services[s]
-                .running
-                .iter()
-                .rev()
-                .copied()
-                .find(|id| self.pods.get(id).is_some_and(|p| p.node == from));
+            let id = movable[s].filter(|id| self.pods.get(id).is_some_and(|p| p.node == from));
             if let Some(id) = id {
                 self.stop_pod(id);
                 self.services[s].running.retain(|x| *x != id);
@@ -203,5 +195,49 @@ impl Sim<'_> {
             self.services[s].running.push(id);
         }
         Ok(())
+    }
+
+    /// The targets as a MILP plans on them with ecoplace's headroom: per cluster, its
+    /// reserve (at most half its awake cores) is withheld in whole blocks from the awake
+    /// nodes with the most free cores, so the plan leaves room a replica fits in for the
+    /// growth it is kept for, and moves work that may run elsewhere out of a cluster that
+    /// runs short. Unchanged for policies without headroom.
+    fn with_headroom(&self, targets: &[Target]) -> Vec<Target> {
+        let mut out = targets.to_vec();
+        if !self.policy.keeps_headroom() || self.reserve.is_empty() {
+            return out;
+        }
+        for (c, r) in self.reserve.iter().enumerate() {
+            let mut awake: Vec<usize> = (0..out.len())
+                .filter(|&n| self.nodes[n].on && self.fleet.nodes[n].cluster == c)
+                .collect();
+            let cores: f64 = awake.iter().map(|&n| out[n].capacity.cpu).sum();
+            let mut left = r.cores.min(0.5 * cores);
+            let free = |t: &Target| t.capacity.cpu - t.allocated.cpu;
+            awake.sort_by(|&a, &b| free(&out[b]).total_cmp(&free(&out[a])).then(a.cmp(&b)));
+            for n in awake {
+                if left <= 0.0 {
+                    break;
+                }
+                let blocks = if r.block > 0.0 {
+                    (left / r.block).ceil() * r.block
+                } else {
+                    left
+                };
+                let held = blocks.min(out[n].capacity.cpu);
+                out[n].capacity.cpu -= held;
+                left -= held;
+            }
+        }
+        out
+    }
+
+    /// What one replica costs where it runs, for choosing the one its budget lets move:
+    /// its node's idle power shared by the node's pods, at the node's grid intensity now.
+    fn stay_cost(&self, p: &super::Pod) -> f64 {
+        let rt = &self.nodes[p.node];
+        let idle = self.fleet.node_type(p.node).idle_watts() / rt.pods.max(1) as f64;
+        let intensity = self.outlooks[self.fleet.nodes[p.node].cluster].now_g_per_kwh;
+        (idle + p.requests.cpu) * intensity
     }
 }

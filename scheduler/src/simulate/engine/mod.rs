@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
+use optimizer::headroom::Reserve;
 use optimizer::power::CurvePowerModel;
 use optimizer::{CarbonOutlook, Resources, SolveOptions, Target, TargetKind, Workload};
 
@@ -88,6 +89,7 @@ impl Settings {
             forecast_hours: 48,
             milp: SolveOptions {
                 time_limit_s: 10.0,
+                candidates: Some(8),
                 ..SolveOptions::default()
             },
             record_steps: false,
@@ -230,8 +232,11 @@ pub struct Sim<'a> {
     k: usize,
     /// Last step a node was woken (the autoscaler's delay after add).
     last_wake: Option<usize>,
-    /// ecoplace's headroom per cluster this step, cores (empty without headroom).
-    reserve: Vec<f64>,
+    /// ecoplace's headroom per cluster this step (empty without headroom).
+    reserve: Vec<Reserve>,
+    /// Service CPU requested by replicas started (not moved) per cluster in each of the
+    /// last day's steps, newest last: the bursts the headroom is kept for.
+    bursts: std::collections::VecDeque<Vec<f64>>,
     /// What was measured.
     pub counters: Counters,
     /// Per-step node figures, when recorded.
@@ -271,6 +276,7 @@ impl<'a> Sim<'a> {
             k: 0,
             last_wake: None,
             reserve: Vec::new(),
+            bursts: std::collections::VecDeque::new(),
             counters: Counters {
                 energy_j_by_cluster: vec![0.0; fleet.clusters.len()],
                 ..Counters::default()
@@ -295,6 +301,11 @@ impl<'a> Sim<'a> {
     fn step(&mut self, k: usize) -> Result<()> {
         let t = self.at(k);
         self.k = k;
+        let day = self.settings.steps_of(86_400.0).max(1);
+        while self.bursts.len() >= day {
+            self.bursts.pop_front();
+        }
+        self.bursts.push_back(vec![0.0; self.fleet.clusters.len()]);
         self.outlooks = self.carbon_outlooks(t)?;
         self.finish_batch(k, t);
         self.scale_services(t);
@@ -449,6 +460,13 @@ impl<'a> Sim<'a> {
             self.last_wake = Some(k);
         }
         let mut ready_step = rt.ready_step.max(k);
+        // The first step's replicas ran before the period: starting them is no burst.
+        if tw.kind == Kind::Service && !moved && k > 0 {
+            let c = self.fleet.nodes[node].cluster;
+            if let Some(b) = self.bursts.back_mut() {
+                b[c] += tw.cpu;
+            }
+        }
         if moved {
             ready_step = ready_step.max(k + self.settings.steps_of(self.settings.restart_s));
             // Charged at the true intensity now (every forecast knows the present).
@@ -533,13 +551,17 @@ impl<'a> Sim<'a> {
         except: Option<usize>,
     ) -> Result<Option<usize>> {
         let workload = self.workload(w);
-        // Free CPU per cluster on awake nodes, as the targets have it now.
-        let mut free = vec![0.0; self.fleet.clusters.len()];
+        // Free CPU per cluster on awake nodes that counts towards its reserve, as the
+        // targets have it now.
+        let no_reserve = Reserve::default();
+        let reserve_of = |c: usize| self.reserve.get(c).unwrap_or(&no_reserve);
+        let node_free = |n: usize| (targets[n].capacity.cpu - targets[n].allocated.cpu).max(0.0);
+        let mut usable = vec![0.0; self.fleet.clusters.len()];
         if self.policy.keeps_headroom() {
-            for (n, target) in targets.iter().enumerate() {
+            for n in 0..targets.len() {
                 if self.nodes[n].on {
-                    free[self.fleet.nodes[n].cluster] +=
-                        (target.capacity.cpu - target.allocated.cpu).max(0.0);
+                    let c = self.fleet.nodes[n].cluster;
+                    usable[c] += reserve_of(c).usable_on(node_free(n));
                 }
             }
         }
@@ -567,12 +589,19 @@ impl<'a> Sim<'a> {
                 continue;
             }
             let subset: Vec<&Target> = idx.iter().map(|&n| &targets[n]).collect();
-            // A pod keeps a cluster's headroom if it leaves the reserve free there, or if
-            // it may run nowhere else (the reserve is for such pods).
+            // A pod keeps a cluster's headroom if it leaves the reserve free there (in
+            // blocks a replica fits in), or if it may run nowhere else (the reserve is for
+            // such pods).
             let keeps = |i: usize| {
-                let c = self.fleet.nodes[idx[i]].cluster;
-                let reserve = self.reserve.get(c).copied().unwrap_or(0.0);
-                free[c] - tw.cpu >= reserve || only_here(c)
+                let n = idx[i];
+                let c = self.fleet.nodes[n].cluster;
+                let r = reserve_of(c);
+                let here = if self.nodes[n].on {
+                    r.usable_on(node_free(n)) - r.usable_on(node_free(n) - tw.cpu)
+                } else {
+                    0.0
+                };
+                r.kept_by(usable[c] - here) || only_here(c)
             };
             if let Some(i) = self
                 .policy
