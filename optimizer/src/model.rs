@@ -221,6 +221,9 @@ pub struct Workload {
     pub name: String,
     /// Requests of one replica.
     pub requests: Resources,
+    /// CPU cores one replica is expected to use (e.g. its past mean, or its autoscaling
+    /// target × request); power is priced on it. `None`: its CPU request.
+    pub expected_cpu_cores: Option<f64>,
     /// How many replicas to place.
     pub replicas: u32,
     /// How long it is expected to run, seconds (energy and carbon are counted over it).
@@ -249,6 +252,7 @@ impl Default for Workload {
         Self {
             name: String::new(),
             requests: Resources::default(),
+            expected_cpu_cores: None,
             replicas: 1,
             expected_duration_s: 3600.0,
             latency_slo_ms: BTreeMap::new(),
@@ -269,6 +273,12 @@ impl Workload {
         Duration::milliseconds((self.expected_duration_s.max(1.0) * 1000.0) as i64)
     }
 
+    /// CPU cores one replica is expected to use: [`Self::expected_cpu_cores`], else its
+    /// CPU request.
+    pub fn cpu_use(&self) -> f64 {
+        self.expected_cpu_cores.unwrap_or(self.requests.cpu)
+    }
+
     /// Whether the policy lets this workload use `target` (allowed/denied lists only).
     pub fn permits(&self, target: &str) -> bool {
         (self.allowed_targets.is_empty() || self.allowed_targets.iter().any(|t| t == target))
@@ -279,6 +289,7 @@ impl Workload {
     /// shapes are interchangeable and are merged into one class.
     pub fn same_shape(&self, other: &Workload) -> bool {
         self.requests == other.requests
+            && self.expected_cpu_cores == other.expected_cpu_cores
             && self.expected_duration_s == other.expected_duration_s
             && self.latency_slo_ms == other.latency_slo_ms
             && self.allowed_targets == other.allowed_targets

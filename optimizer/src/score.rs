@@ -75,7 +75,7 @@ pub fn score_targets_normalised<T: Borrow<Target>>(
     let queries: Vec<PowerQuery<'_>> = targets
         .iter()
         .map(Borrow::borrow)
-        .map(|t: &Target| PowerQuery::placing(t, workload.requests.cpu))
+        .map(|t: &Target| PowerQuery::placing(t, workload.cpu_use()))
         .collect();
     let mut watts = vec![0.0; queries.len()];
     crate::power::predict(power, &queries, &mut watts)?;

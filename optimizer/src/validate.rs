@@ -255,7 +255,7 @@ fn target_rules(
 ) {
     let queries: Vec<PowerQuery<'_>> = placed
         .iter()
-        .map(|(w, t, _)| PowerQuery::placing(t, w.requests.cpu))
+        .map(|(w, t, _)| PowerQuery::placing(t, w.cpu_use()))
         .collect();
     let mut watts = vec![0.0; queries.len()];
     let power_ok = match power.incremental_watts(&queries, &mut watts) {

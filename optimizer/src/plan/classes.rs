@@ -18,6 +18,7 @@ use crate::power::{PowerModel, PowerQuery};
 use crate::weights::Weights;
 
 use super::PlanError;
+use super::stacking::Stacking;
 
 /// Interchangeable workloads, planned together.
 #[derive(Debug, Clone)]
@@ -63,6 +64,12 @@ pub(crate) struct Pair {
     pub terms: Objectives,
     /// Most replicas of the class this target can take on its own.
     pub upper: u32,
+    /// Load one replica puts on the target for [`Stacking`]: its expected CPU cores times
+    /// its share of the horizon.
+    pub load: f64,
+    /// `watts` times the replica's share of the horizon: what the per-replica price
+    /// already counts of the target's power over the horizon.
+    pub linear_watts: f64,
 }
 
 /// A named group of classes (affinity or anti-affinity).
@@ -108,6 +115,9 @@ pub(crate) struct Instance<'a> {
     /// Predicted incremental watts of one replica of every class on every target,
     /// `class * targets + target` (for explanations of infeasible pairs).
     pub watts: Vec<f64>,
+    /// Per target, the convex power of replicas stacked there beyond their per-replica
+    /// prices (`None`: per-replica prices are exact or the curve is not convex).
+    pub stacking: Vec<Option<Stacking>>,
 }
 
 /// Weighted per-unit cost of `o` without migration.
@@ -116,13 +126,15 @@ pub(crate) fn dot(coef: &Objectives, o: &Objectives) -> f64 {
 }
 
 impl<'a> Instance<'a> {
-    /// Merges, prices and filters; one batched power call for all (class, target) pairs.
+    /// Merges, prices and filters; one batched power call for all (class, target) pairs,
+    /// and one for the convex curves of stacking (`convex_power`).
     pub fn build(
         workloads: &'a [Workload],
         targets: &'a [Target],
         weights: &Weights,
         at: DateTime<Utc>,
         power: &dyn PowerModel,
+        convex_power: bool,
     ) -> Result<Self, PlanError> {
         check_input(workloads, targets, weights)?;
         let index: HashMap<&str, usize> = targets
@@ -141,7 +153,7 @@ impl<'a> Instance<'a> {
         for class in &classes {
             let w = &workloads[class.rep()];
             for t in targets {
-                queries.push(PowerQuery::placing(t, w.requests.cpu));
+                queries.push(PowerQuery::placing(t, w.cpu_use()));
             }
         }
         let mut watts = vec![0.0; queries.len()];
@@ -196,12 +208,16 @@ impl<'a> Instance<'a> {
                 if upper == 0 {
                     continue;
                 }
+                let share = w.duration().num_milliseconds() as f64
+                    / horizon.num_milliseconds().max(1) as f64;
                 pairs.push(Pair {
                     class: c,
                     target: t,
                     watts: inc,
                     terms,
                     upper,
+                    load: w.cpu_use() * share,
+                    linear_watts: inc * share,
                 });
             }
         }
@@ -211,6 +227,11 @@ impl<'a> Instance<'a> {
         let coef = normalisers.coefficients(weights);
 
         let (class_pairs, target_pairs) = index_pairs(&pairs, classes.len(), targets.len());
+        let stacking = if convex_power {
+            Stacking::of_targets(targets, &pairs, &target_pairs, horizon, at, power)?
+        } else {
+            vec![None; targets.len()]
+        };
         Ok(Self {
             workloads,
             targets,
@@ -227,6 +248,7 @@ impl<'a> Instance<'a> {
             affinity_groups,
             affinity_removed,
             watts,
+            stacking,
         })
     }
 
@@ -287,6 +309,27 @@ impl<'a> Instance<'a> {
             .binary_search_by_key(&t, |p| p.target)
             .ok()
             .map(|i| range.start + i)
+    }
+
+    /// Watts the replicas `x` (per pair) stack on target `t` beyond their per-replica
+    /// prices (0 without [`Stacking`] there).
+    pub fn stacked_excess(&self, t: usize, x: &[u32]) -> f64 {
+        let Some(s) = &self.stacking[t] else {
+            return 0.0;
+        };
+        let (load, linear) = self.stacked(t, x);
+        s.excess(load, linear)
+    }
+
+    /// Stacking load and per-replica watts the replicas `x` (per pair) put on target `t`.
+    pub fn stacked(&self, t: usize, x: &[u32]) -> (f64, f64) {
+        let (mut load, mut linear) = (0.0, 0.0);
+        for &p in &self.target_pairs[t] {
+            let n = f64::from(x[p]);
+            load += n * self.pairs[p].load;
+            linear += n * self.pairs[p].linear_watts;
+        }
+        (load, linear)
     }
 
     /// Whether target `t` must be woken to be used.
@@ -524,10 +567,12 @@ fn check_input(
             .map(|r| w.requests.get(r))
             .into_iter()
             .chain([w.expected_duration_s])
+            .chain(w.expected_cpu_cores)
             .chain(w.latency_slo_ms.values().copied());
         if numbers.into_iter().any(|x| !x.is_finite() || x < 0.0) {
             return invalid(format!(
-                "workload `{}` has a negative or non-finite request, duration or SLO",
+                "workload `{}` has a negative or non-finite request, expected CPU use, \
+                 duration or SLO",
                 w.name
             ));
         }

@@ -30,6 +30,9 @@ pub(crate) fn class_units(inst: &Instance<'_>, x: &[u32]) -> Objectives {
     for (t, &u) in used.iter().enumerate() {
         if u {
             units = units.add(&inst.wake[t]);
+            if let Some(s) = &inst.stacking[t] {
+                units = units.add(&s.per_watt.scale(inst.stacked_excess(t, x)));
+            }
         }
     }
     for (c, class) in inst.classes.iter().enumerate() {

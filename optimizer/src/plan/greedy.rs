@@ -151,6 +151,8 @@ pub(crate) struct State<'a, 'i> {
     pub(super) anti: Vec<u32>,
     /// Distinct targets used per class.
     pub(super) distinct: Vec<u32>,
+    /// Stacking load and per-replica watts placed per target (see [`super::stacking`]).
+    pub(super) stacked: Vec<(f64, f64)>,
 }
 
 pub(super) const EPS: f64 = 1e-9;
@@ -168,7 +170,20 @@ impl<'a, 'i> State<'a, 'i> {
             used: vec![false; nt],
             anti: vec![0; inst.anti_groups.len() * nt],
             distinct: vec![0; inst.classes.len()],
+            stacked: vec![(0.0, 0.0); nt],
         }
+    }
+
+    /// Weighted cost of the stacking excess that `k` more (negative: fewer) replicas of
+    /// pair `p` add on its target.
+    pub(super) fn stacking_delta(&self, p: usize, k: f64) -> f64 {
+        let pair = &self.inst.pairs[p];
+        let Some(s) = &self.inst.stacking[pair.target] else {
+            return 0.0;
+        };
+        let (load, linear) = self.stacked[pair.target];
+        let after = s.excess(load + k * pair.load, linear + k * pair.linear_watts);
+        dot(&self.coef, &s.per_watt) * (after - s.excess(load, linear))
     }
 
     /// Idle watts that using target `t` would add now.
@@ -220,6 +235,8 @@ impl<'a, 'i> State<'a, 'i> {
         if self.x[p] == 0 {
             self.distinct[pair.class] += 1;
         }
+        self.stacked[t].0 += pair.load * kf;
+        self.stacked[t].1 += pair.linear_watts * kf;
         self.x[p] += k;
         self.used[t] = true;
         if let Some(g) = self.inst.classes[pair.class].anti {
@@ -235,7 +252,7 @@ impl<'a, 'i> State<'a, 'i> {
         let waking = inst.is_off(t) && !self.used[t];
         match self.rule {
             Rule::Cheapest => {
-                let mut k = dot(&self.coef, &pair.terms);
+                let mut k = dot(&self.coef, &pair.terms) + self.stacking_delta(p, 1.0);
                 if waking {
                     k += dot(&self.coef, &inst.wake[t]);
                 }
@@ -342,6 +359,10 @@ impl<'a, 'i> State<'a, 'i> {
                     if self.x[p] < now {
                         k = k.min(now - self.x[p]);
                     }
+                    // On a convex curve each replica costs more than the last: one at a time.
+                    if inst.stacking[t].is_some() {
+                        k = k.min(1);
+                    }
                 }
             }
             self.apply(p, k);
@@ -408,6 +429,7 @@ impl<'a, 'i> State<'a, 'i> {
         let mut watts = self.wake_watts(t);
         let mut key = (0.0, 0.0);
         let mut anti = vec![0u32; inst.anti_groups.len()];
+        let (mut load, mut linear) = (0.0, 0.0);
         for &c in &inst.affinity_groups[g].classes {
             let n = inst.classes[c].replicas;
             if n == 0 {
@@ -435,6 +457,8 @@ impl<'a, 'i> State<'a, 'i> {
                 Rule::Cheapest => {
                     let now = f64::from(inst.classes[c].current_on(t).min(n));
                     key.1 += dot(&self.coef, &inst.pairs[p].terms) * nf - self.coef.migration * now;
+                    load += inst.pairs[p].load * nf;
+                    linear += inst.pairs[p].linear_watts * nf;
                 }
                 Rule::LeastAllocated | Rule::BestFit => {}
             }
@@ -447,6 +471,11 @@ impl<'a, 'i> State<'a, 'i> {
             return None;
         }
         let waking = inst.is_off(t) && !self.used[t];
+        if let (Rule::Cheapest, Some(s)) = (self.rule, &inst.stacking[t]) {
+            let (l0, w0) = self.stacked[t];
+            let added = s.excess(l0 + load, w0 + linear) - s.excess(l0, w0);
+            key.1 += dot(&self.coef, &s.per_watt) * added;
+        }
         match self.rule {
             Rule::Cheapest if waking => key.1 += dot(&self.coef, &inst.wake[t]),
             Rule::Cheapest => {}

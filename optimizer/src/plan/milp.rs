@@ -3,7 +3,10 @@
 //! Variables: integer replicas `x[c,t]` per feasible (class, target) pair; binary `y[t]`
 //! "target woken" for targets that are off; continuous `m[c,t] ≥ current − x` for
 //! migration; binary `z[g,t]` per affinity group; binary `b[c,t]` "target used" for
-//! classes that need an exact number of targets.
+//! classes that need an exact number of targets; continuous `L[t]` and `P[t]`, the load
+//! and the incremental watts of a target whose power curve is convex (`P` above every
+//! segment of its [`super::stacking::Stacking`]; its replicas' per-replica watts are paid
+//! through `P` instead).
 //!
 //! Rows: replicas exactly; capacity per resource (scaled to 1, times `y` for sleeping
 //! targets); `x ≤ upper·y`; power caps; anti-affinity (≤ 1 per target); affinity (one
@@ -12,7 +15,7 @@
 use crate::cost::Objectives;
 use crate::model::Resource;
 
-use super::classes::{Instance, dot};
+use super::classes::{Instance, Pair, dot};
 
 /// A column.
 #[derive(Debug, Clone, Copy)]
@@ -181,6 +184,8 @@ pub(crate) struct Layout {
     pub z: Vec<(usize, usize, usize)>,
     /// `(column, pair)` for number-of-targets binaries.
     pub b: Vec<(usize, usize)>,
+    /// `(load column, power column, target)` for stacking.
+    pub e: Vec<(usize, usize, usize)>,
 }
 
 /// An objective the ε-constraint can bound.
@@ -228,16 +233,29 @@ pub(crate) fn build(
             lay.y[t] = Some(m.var(0.0, 1.0, true, dot(coef, &inst.wake[t])));
         }
     }
+    // With stacking on its target a replica's per-replica watts are paid through the
+    // target's power column `P` instead (see `stacking_rows`).
+    let paid = |p: &Pair, per_unit: f64| -> f64 {
+        inst.stacking[p.target]
+            .as_ref()
+            .map_or(0.0, |_| per_unit * p.linear_watts)
+    };
     for p in &inst.pairs {
-        lay.x
-            .push(m.var(0.0, f64::from(p.upper), true, dot(coef, &p.terms)));
+        let per_watt = inst.stacking[p.target]
+            .as_ref()
+            .map_or(0.0, |s| dot(coef, &s.per_watt));
+        let cost = dot(coef, &p.terms) - paid(p, per_watt);
+        lay.x.push(m.var(0.0, f64::from(p.upper), true, cost));
     }
     // ε row collects the bounded objective's units.
     let mut eps_row: Vec<(usize, f64)> = Vec::new();
     let mut eps_const = 0.0;
     if let Some((b, _)) = epsilon {
         for (p, pair) in inst.pairs.iter().enumerate() {
-            eps_row.push((lay.x[p], b.of(&pair.terms)));
+            let per_watt = inst.stacking[pair.target]
+                .as_ref()
+                .map_or(0.0, |s| b.of(&s.per_watt));
+            eps_row.push((lay.x[p], b.of(&pair.terms) - paid(pair, per_watt)));
         }
         for (t, y) in lay.y.iter().enumerate() {
             if let Some(y) = *y {
@@ -300,6 +318,12 @@ pub(crate) fn build(
 
     for t in 0..nt {
         target_rows(inst, t, &mut m, &lay);
+        if let Some((l, power)) = stacking_rows(inst, t, coef, &mut m, &lay) {
+            lay.e.push((l, power, t));
+            if let (Some((b, _)), Some(s)) = (epsilon, &inst.stacking[t]) {
+                eps_row.push((power, b.of(&s.per_watt)));
+            }
+        }
     }
     for group in &inst.anti_groups {
         for t in 0..nt {
@@ -412,6 +436,53 @@ fn target_rows(inst: &Instance<'_>, t: usize, m: &mut LinearModel, lay: &Layout)
     }
 }
 
+/// The power columns of target `t` with stacking: `L` (its load, `= Σ load·x`) and `P`
+/// (its incremental watts, `≥` every segment's line of `L` and `≥ Σ linear·x`, the
+/// per-replica watts it replaces in the objective); `(L, P)`, `None` without stacking.
+/// Two dense rows and one short row per segment.
+fn stacking_rows(
+    inst: &Instance<'_>,
+    t: usize,
+    coef: &Objectives,
+    m: &mut LinearModel,
+    lay: &Layout,
+) -> Option<(usize, usize)> {
+    let s = inst.stacking[t].as_ref()?;
+    let pairs = &inst.target_pairs[t];
+    if pairs.is_empty() {
+        return None;
+    }
+    let most: f64 = pairs
+        .iter()
+        .map(|&p| f64::from(inst.pairs[p].upper) * inst.pairs[p].load)
+        .sum();
+    let linear: f64 = pairs
+        .iter()
+        .map(|&p| f64::from(inst.pairs[p].upper) * inst.pairs[p].linear_watts)
+        .sum();
+    let l = m.var(0.0, most, false, 0.0);
+    let power = m.var(
+        0.0,
+        s.watts(most).max(linear),
+        false,
+        dot(coef, &s.per_watt),
+    );
+    let mut load = vec![(l, 1.0)];
+    load.extend(pairs.iter().map(|&p| (lay.x[p], -inst.pairs[p].load)));
+    m.row(load, Sense::Eq, 0.0);
+    let mut floor = vec![(power, 1.0)];
+    floor.extend(
+        pairs
+            .iter()
+            .map(|&p| (lay.x[p], -inst.pairs[p].linear_watts)),
+    );
+    m.row(floor, Sense::Ge, 0.0);
+    for (a, slope) in s.lines() {
+        m.row(vec![(power, 1.0), (l, -slope)], Sense::Ge, a);
+    }
+    Some((l, power))
+}
+
 /// Column values for a class-level solution `x` (replicas per pair), consistent with the
 /// layout, to warm-start the solver.
 pub(crate) fn start_values(
@@ -434,6 +505,13 @@ pub(crate) fn start_values(
     }
     for &(col, p) in &lay.b {
         v[col] = f64::from(u8::from(x[p] > 0));
+    }
+    for &(l, power, t) in &lay.e {
+        let (load, linear) = inst.stacked(t, x);
+        v[l] = load;
+        v[power] = inst.stacking[t]
+            .as_ref()
+            .map_or(linear, |s| s.watts(load).max(linear));
     }
     let mut group_done = vec![false; inst.affinity_groups.len()];
     for &(col, g, t) in &lay.z {

@@ -15,6 +15,7 @@ mod moves;
 mod pareto;
 mod reference;
 mod relax;
+mod stacking;
 #[cfg(test)]
 mod tests;
 
@@ -83,6 +84,10 @@ pub struct SolveOptions {
     /// workloads × targets. `None`: every target. A bounded model that has no plan is
     /// solved again over every target.
     pub candidates: Option<usize>,
+    /// Price what replicas stacked on a target draw on its convex power curve (see
+    /// `plan/stacking.rs`), not each at its one-replica price. Exact on what is paid, and
+    /// slower to solve on large instances.
+    pub convex_power: bool,
 }
 
 impl Default for SolveOptions {
@@ -94,6 +99,7 @@ impl Default for SolveOptions {
             backend: Backend::default(),
             warm_start: true,
             candidates: None,
+            convex_power: true,
         }
     }
 }
@@ -235,7 +241,7 @@ pub fn plan(
     power: &dyn PowerModel,
     options: &SolveOptions,
 ) -> Result<Plan, PlanError> {
-    let inst = Instance::build(workloads, targets, weights, at, power)?;
+    let inst = Instance::build(workloads, targets, weights, at, power, options.convex_power)?;
     explain::precheck(&inst)?;
     let reference = reference::reference(&inst);
     if let Some(bounded) = options.candidates.and_then(|k| inst.bounded(k))

@@ -28,7 +28,7 @@ pub(crate) fn improve(inst: &Instance<'_>, x: Vec<u32>, coef: &Objectives) -> Ve
                 continue;
             }
             while s.x[q] > 0 {
-                let mut out = -dot(coef, &pair.terms);
+                let mut out = -dot(coef, &pair.terms) + s.stacking_delta(q, -1.0);
                 if s.x[q] <= inst.classes[d].current_on(t) {
                     out += coef.migration;
                 }
@@ -68,6 +68,8 @@ impl<'a, 'i> State<'a, 'i> {
             self.free[t].memory + req.memory * kf,
             self.free[t].gpu + req.gpu * kf,
         );
+        self.stacked[t].0 -= pair.load * kf;
+        self.stacked[t].1 -= pair.linear_watts * kf;
         self.x[p] -= k;
         if self.x[p] == 0 && k > 0 {
             self.distinct[pair.class] -= 1;
@@ -141,7 +143,7 @@ impl<'a, 'i> State<'a, 'i> {
                 if size <= 0.0 {
                     continue;
                 }
-                let mut out = -dot(&self.coef, &inst.pairs[q].terms);
+                let mut out = -dot(&self.coef, &inst.pairs[q].terms) + self.stacking_delta(q, -1.0);
                 if self.x[q] <= inst.classes[d].current_on(t) {
                     out += self.coef.migration;
                 }

@@ -98,7 +98,7 @@ pub fn pareto_front(
     options: &SolveOptions,
     sweep: &ParetoOptions,
 ) -> Result<Vec<ParetoPoint>, PlanError> {
-    let inst = Instance::build(workloads, targets, weights, at, power)?;
+    let inst = Instance::build(workloads, targets, weights, at, power, options.convex_power)?;
     explain::precheck(&inst)?;
     let refer = reference::reference(&inst);
     let b = sweep.bounded;

@@ -65,6 +65,7 @@ pub fn workload(w: &WorkloadSpec) -> Workload {
     Workload {
         name: w.name.clone(),
         requests: resources(&w.requests),
+        expected_cpu_cores: w.expected_cpu.map(|q| q.0),
         replicas: w.replicas,
         expected_duration_s: w.expected_duration_seconds.unwrap_or(DEFAULT_DURATION_S),
         latency_slo_ms: w.latency_slo_ms.clone(),

@@ -154,6 +154,10 @@ pub struct WorkloadSpec {
     pub replicas: u32,
     /// Requests of one replica.
     pub requests: ResourcesSpec,
+    /// CPU one replica is expected to use (cores or a quantity such as `1500m`, e.g. its
+    /// past mean): power is priced on it; default its CPU request.
+    #[serde(default)]
+    pub expected_cpu: Option<Quantity>,
     /// Maximum latency per user region, ms (> 0); the regions are its users.
     #[serde(default)]
     pub latency_slo_ms: BTreeMap<String, f64>,

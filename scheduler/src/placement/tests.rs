@@ -127,3 +127,29 @@ fn user_regions_match_case_insensitively_and_unknown_ones_are_named() {
         errors[0].message
     );
 }
+
+#[test]
+fn expected_cpu_is_a_quantity_priced_as_use_and_a_negative_one_is_named() {
+    let body = br#"{"clusters": [{"name": "a", "capacity": {"cpu": 8, "memory": "8Gi"},
+                      "power": {"idleWatts": 1, "maxWatts": 2}, "carbon": {"gPerKwh": 1}}],
+        "workloads": [{"name": "w", "replicas": 1, "requests": {"cpu": 2},
+                       "expectedCpu": "500m"},
+                      {"name": "v", "replicas": 1, "requests": {"cpu": 2}}]}"#;
+    let req = PlacementRequest::decode(body, Format::Json).unwrap();
+    assert!(validate::check(&req, false).is_empty());
+    let w = mapping::workload(&req.workloads[0]);
+    assert_eq!(w.expected_cpu_cores, Some(0.5));
+    assert_eq!(w.cpu_use(), 0.5);
+    // Without it, the request is the expected use.
+    assert_eq!(mapping::workload(&req.workloads[1]).cpu_use(), 2.0);
+    let bad = br#"{"clusters": [{"name": "a", "capacity": {"cpu": 8, "memory": "8Gi"},
+                      "power": {"idleWatts": 1, "maxWatts": 2}, "carbon": {"gPerKwh": 1}}],
+        "workloads": [{"name": "w", "replicas": 1, "requests": {"cpu": 2},
+                       "expectedCpu": -1}]}"#;
+    let req = PlacementRequest::decode(bad, Format::Json).unwrap();
+    let fields: Vec<String> = validate::check(&req, false)
+        .into_iter()
+        .map(|f| f.field)
+        .collect();
+    assert_eq!(fields, ["workloads[0].expectedCpu"]);
+}

@@ -204,6 +204,9 @@ pub fn check(req: &PlacementRequest, rebalance: bool) -> Vec<FieldError> {
         if let Some(d) = w.expected_duration_seconds {
             e.positive(format!("{at}.expectedDurationSeconds"), d);
         }
+        if let Some(q) = w.expected_cpu {
+            e.non_negative(format!("{at}.expectedCpu"), q.0);
+        }
         for name in w.current.keys() {
             if !names.contains(name.as_str()) {
                 e.push(

@@ -90,6 +90,11 @@ impl Settings {
             milp: SolveOptions {
                 time_limit_s: 10.0,
                 candidates: Some(8),
+                // Convex pricing made the default week's `balanced` 14 s → 60–70 s (HiGHS
+                // branches on the fractional LP a convex objective gives) for −1.2 %
+                // carbon and −1.6 % energy; per-replica prices until that is fast
+                // (docs/results.md, issue 19).
+                convex_power: false,
                 ..SolveOptions::default()
             },
             record_steps: false,
@@ -697,6 +702,9 @@ pub fn workload_of(tw: &TraceWorkload, settings: &Settings) -> Workload {
     let mut out = Workload {
         name: tw.name.clone(),
         requests: Resources::new(tw.cpu, tw.memory_gib * GIB, 0.0),
+        // What a deployment knows from the pod's history: its use at the autoscaling
+        // target (services) or while running (batch).
+        expected_cpu_cores: Some(tw.cpu * tw.usage),
         replicas: 1,
         ..Workload::default()
     };
