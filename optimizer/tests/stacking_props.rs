@@ -171,7 +171,7 @@ proptest! {
             // Packing one by one can strand capacity; nothing to compare.
             return Ok(());
         };
-        let p = plan(&ws, &ts, &weights, at(), &Peaks, &SolveOptions::exact())
+        let p = plan(&ws, &ts, &weights, at(), &Peaks, &SolveOptions { convex_power: true, ..SolveOptions::exact() })
             .expect("one-by-one placement exists, so a plan does");
         let mut planned = vec![0.0; ts.len()];
         for w in &ws {

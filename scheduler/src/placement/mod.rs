@@ -140,6 +140,10 @@ impl Placer {
                     t.min(self.config.time_limit_seconds)
                 }),
             mip_gap: req.solver.mip_gap.unwrap_or(self.config.mip_gap),
+            convex_power: req
+                .solver
+                .convex_power
+                .unwrap_or(SolveOptions::default().convex_power),
             ..SolveOptions::default()
         };
         Ok(Prepared {

@@ -70,6 +70,8 @@ pub struct SolverSpec {
     pub time_limit_seconds: Option<f64>,
     /// Relative MIP gap (0.01 = 1 %).
     pub mip_gap: Option<f64>,
+    /// Price stacked replicas on each cluster's convex power curve (slower to solve).
+    pub convex_power: Option<bool>,
 }
 
 /// One managed cluster: capacity, power profile, grid carbon and latency to user regions.

@@ -153,3 +153,27 @@ fn expected_cpu_is_a_quantity_priced_as_use_and_a_negative_one_is_named() {
         .collect();
     assert_eq!(fields, ["workloads[0].expectedCpu"]);
 }
+
+#[test]
+fn convex_power_is_opt_in_per_request() {
+    let placer = Placer::new(PlacementConfig::default());
+    let mut req = chain();
+    assert!(
+        !placer
+            .prepare(&req, false, now())
+            .unwrap()
+            .options
+            .convex_power
+    );
+    req.solver.convex_power = Some(true);
+    assert!(
+        placer
+            .prepare(&req, false, now())
+            .unwrap()
+            .options
+            .convex_power
+    );
+    let yaml = format!("{CHAIN}solver: {{convexPower: yes-please}}\n");
+    let err = PlacementRequest::decode(yaml.as_bytes(), Format::Yaml).unwrap_err();
+    assert!(err.to_string().contains("convexPower"), "{err}");
+}

@@ -90,11 +90,10 @@ impl Settings {
             milp: SolveOptions {
                 time_limit_s: 10.0,
                 candidates: Some(8),
-                // Convex pricing made the default week's `balanced` 14 s → 60–70 s (HiGHS
-                // branches on the fractional LP a convex objective gives) for −1.2 %
-                // carbon and −1.6 % energy; per-replica prices until that is fast
+                // Convex pricing (`convex_power`) made the default week's `balanced` 14 s →
+                // 60–70 s (HiGHS branches on the fractional LP a convex objective gives)
+                // for −1.2 % carbon and −1.6 % energy: off, as everywhere by default
                 // (docs/results.md, issue 19).
-                convex_power: false,
                 ..SolveOptions::default()
             },
             record_steps: false,
