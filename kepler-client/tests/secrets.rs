@@ -1,6 +1,7 @@
 //! Secrets in the telemetry configuration — the bearer token (file contents), a basic-auth
-//! password in the URL, the CA file's contents — never reach logs, `Debug` output or error
-//! messages, against a Prometheus that answers 401 and one that is unreachable.
+//! password in the URL, the CA file's contents — and in every live carbon source (tokens,
+//! passwords, the session tokens made from them) never reach logs, `Debug` output or error
+//! messages, against servers that answer 401 (quoting what they got) and closed ports.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
@@ -181,4 +182,137 @@ fn redact_url_hides_user_info_only() {
     assert_eq!(redact_url("http://host:9090/a@b"), "http://host:9090/a@b");
     assert_eq!(redact_url("http://tok@host"), "http://***@host");
     assert_eq!(redact_url("http://host"), "http://host");
+}
+
+const EM_TOKEN: &str = "em-SECRET-c3d9e1";
+const WT_PASSWORD: &str = "wt-SECRET-0b8f2a";
+const SDK_TOKEN: &str = "sdk-SECRET-9e7d11";
+
+/// A server answering every request with `status` and a body quoting the whole request
+/// head it received, headers and all (a careless gateway); returns its port.
+async fn echo_server(status: &'static str) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16 * 1024];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).replace(['\r', '\n'], " ");
+                let body = format!("{{\"message\": \"refused: {}\"}}", head.replace('"', "'"));
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// Every live carbon source (Electricity Maps' `auth-token`, WattTime's password and the
+/// basic-auth header and session token made from it, a carbon-aware-sdk bearer token) keeps
+/// its credentials out of logs, `Debug`, errors and status — against a server that quotes
+/// every header back in its 401/403/500 answers, and against a closed port.
+#[tokio::test]
+async fn live_carbon_secrets_stay_out_of_logs_debug_and_errors() {
+    use base64::Engine as _;
+    use kepler_client::carbon::CarbonIntensitySource;
+    use kepler_client::carbon::live::{
+        CarbonAwareSdkConfig, ElectricityMapsConfig, LiveCarbon, WattTimeConfig,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p.display().to_string()
+    };
+    let em_token = file("em-token", EM_TOKEN);
+    let wt_user = file("wt-user", "ecoplace");
+    let wt_password = file("wt-password", WT_PASSWORD);
+    let sdk_token = file("sdk-token", SDK_TOKEN);
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("ecoplace:{WT_PASSWORD}"));
+    let clean = |what: &str, text: &str| {
+        assert_clean(what, text);
+        for s in [EM_TOKEN, WT_PASSWORD, SDK_TOKEN, basic.as_str()] {
+            assert!(!text.contains(s), "{what} contains `{s}`:\n{text}");
+        }
+    };
+
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let mut urls: Vec<String> = Vec::new();
+    for status in [
+        "401 Unauthorized",
+        "403 Forbidden",
+        "500 Internal Server Error",
+    ] {
+        urls.push(format!("http://127.0.0.1:{}", echo_server(status).await));
+    }
+    urls.push(format!("http://127.0.0.1:{}", closed_port()));
+    let mut seen_errors = 0;
+    for url in &urls {
+        let clock: kepler_client::refresher::Clock = Arc::new(chrono::Utc::now);
+        let em: ElectricityMapsConfig = serde_json::from_value(serde_json::json!({
+            "zones": {"DE": "DE"}, "url": url, "tokenFile": em_token,
+            "refresh": {"timeoutSeconds": 1},
+        }))
+        .unwrap();
+        let wt: WattTimeConfig = serde_json::from_value(serde_json::json!({
+            "zones": {"DE": "DE"}, "url": url, "loginUrl": format!("{url}/login"),
+            "usernameFile": wt_user, "passwordFile": wt_password,
+            "refresh": {"timeoutSeconds": 1},
+        }))
+        .unwrap();
+        let sdk: CarbonAwareSdkConfig = serde_json::from_value(serde_json::json!({
+            "zones": {"DE": "germanywestcentral"}, "url": url, "tokenFile": sdk_token,
+            "refresh": {"timeoutSeconds": 1},
+        }))
+        .unwrap();
+        clean("config Debug", &format!("{em:?} {wt:?} {sdk:?} {em:#?}"));
+        let sources: Vec<LiveCarbon> = vec![
+            em.build(clock.clone()).unwrap(),
+            wt.build(clock.clone()).unwrap(),
+            sdk.build(clock.clone()).unwrap(),
+        ];
+        for live in &sources {
+            clean("source Debug", &format!("{live:?} {}", live.describe()));
+            let _task = live.start().await;
+            let status = live.status();
+            clean("status", &format!("{status:?}"));
+            assert!(status[0].last_error.is_some(), "{status:?}");
+            seen_errors += 1;
+            let err = live
+                .intensity_at("DE", chrono::Utc::now())
+                .await
+                .unwrap_err();
+            clean("stale error", &format!("{err} {err:?}"));
+            let history = live
+                .load_history(
+                    chrono::Utc::now() - chrono::Duration::days(2),
+                    chrono::Utc::now() - chrono::Duration::days(1),
+                )
+                .await
+                .unwrap_err();
+            clean("history error", &format!("{history} {history:?}"));
+        }
+    }
+    assert_eq!(seen_errors, 12);
+    let text = logs.text();
+    assert!(
+        text.contains("carbon refresh failed"),
+        "no failure logged:\n{text}"
+    );
+    // The echo servers did quote the credentials back: the test is live.
+    assert!(text.contains("refused: GET"), "{text}");
+    assert!(text.contains("<redacted>"), "{text}");
+    clean("logs", &text);
 }

@@ -141,7 +141,9 @@ pub fn check(
             )));
         }
     }
-    if config.carbon.prometheus.is_none() {
+    if config.carbon.is_live() {
+        live_carbon(config).map_err(refuse)?;
+    } else if config.carbon.prometheus.is_none() {
         let curves = carbon_curves(config).map_err(refuse)?;
         if verb.live() {
             warnings.extend(carbon_coverage(config, &curves, now));
@@ -214,6 +216,18 @@ fn carbon_curves(config: &Config) -> Result<CarbonCurves, Finding> {
     crate::runtime::curves(c).map_err(|e| finding("carbon", format!("{e:#}")))
 }
 
+/// The live carbon provider built as `serve` builds it (credential files readable and not
+/// empty, URLs, periods), without calling it; each failure names its field.
+fn live_carbon(config: &Config) -> Result<(), Finding> {
+    match crate::runtime::live_carbon(&config.carbon, std::sync::Arc::new(Utc::now)) {
+        Ok(_) => Ok(()),
+        Err(kepler_client::carbon::CarbonError::Config { field, message }) => {
+            Err(finding(field, message))
+        }
+        Err(e) => Err(finding("carbon", e.to_string())),
+    }
+}
+
 /// Warnings when no configured zone has an intensity `now`: every decision would fail
 /// open (`carbon_missing`).
 fn carbon_coverage(config: &Config, curves: &CarbonCurves, now: DateTime<Utc>) -> Vec<Finding> {
@@ -221,7 +235,7 @@ fn carbon_coverage(config: &Config, curves: &CarbonCurves, now: DateTime<Utc>) -
     if zones.is_empty() {
         return vec![finding(
             "carbon",
-            "no carbon source configured: every decision fails open (carbon_missing); set staticGPerKwh, csvFiles, forecastFiles or prometheus",
+            "no carbon source configured: every decision fails open (carbon_missing); set electricityMaps, wattTime or carbonAwareSdk (live), prometheus, staticGPerKwh, csvFiles or forecastFiles",
         )];
     }
     let covered = zones.iter().any(|z| curves.intensity_at(z, now).is_ok());
@@ -235,7 +249,7 @@ fn carbon_coverage(config: &Config, curves: &CarbonCurves, now: DateTime<Utc>) -
         && c.static_g_per_kwh.is_empty();
     let message = if only_embedded {
         format!(
-            "embedded2020 is the only carbon source and its curves cover 2020 only: at {} every decision fails open (carbon_missing); add staticGPerKwh, csvFiles, forecastFiles or prometheus (embedded2020 is for `serve --demo`, `simulate` and replays)",
+            "embedded2020 is the only carbon source and its curves cover 2020 only: at {} every decision fails open (carbon_missing); add a live source (electricityMaps, wattTime, carbonAwareSdk), prometheus, staticGPerKwh, csvFiles or forecastFiles (embedded2020 is for `serve --demo`, `simulate` and replays)",
             now.format("%Y-%m-%d %H:%M UTC")
         )
     } else {

@@ -10,7 +10,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use axum::Router;
 use chrono::{Datelike, TimeZone, Utc};
-use kepler_client::carbon::{CarbonCurves, CarbonIntensitySource, PrometheusCarbon};
+use kepler_client::carbon::live::{LiveCarbon, RefreshTask};
+use kepler_client::carbon::{CarbonCurves, CarbonError, CarbonIntensitySource, PrometheusCarbon};
 use kepler_client::latency::LatencyMatrix;
 use kepler_client::refresher::Clock;
 use kepler_client::{PrometheusSource, Refresher, SimulatedFleet, TelemetrySource};
@@ -23,8 +24,8 @@ use crate::extender::events::{EventOptions, EventSink, KubeEvents, NoEvents};
 use crate::extender::metrics::{EventMetrics, ExtenderMetrics};
 use crate::extender::{Extender, ExtenderSettings};
 use crate::fleet::{
-    CarbonGauges, DemoNodes, FleetView, Inputs, KubeNodes, NodeSource, ViewMetrics, ViewSettings,
-    WatchMetrics, run_updater, update,
+    CarbonGauges, DemoNodes, FleetView, Inputs, KubeNodes, LiveCarbonMetrics, NodeSource,
+    ViewMetrics, ViewSettings, WatchMetrics, run_updater, update,
 };
 use crate::ocm::metrics::OcmMetrics;
 use crate::ocm::{OcmSettings, Publishing};
@@ -40,7 +41,7 @@ pub struct Parts {
     /// Kepler telemetry.
     pub telemetry: Arc<dyn TelemetrySource>,
     /// Grid carbon intensity.
-    pub carbon: Arc<dyn CarbonIntensitySource>,
+    pub carbon: Carbon,
     /// The clock views and snapshots are stamped with.
     pub clock: Clock,
     /// Where pod events go (Kubernetes Events, or nowhere).
@@ -81,6 +82,8 @@ pub struct Service {
     carbon: Arc<dyn CarbonIntensitySource>,
     /// The clock (shared with the OCM publisher).
     clock: Clock,
+    /// A live carbon source's background refresh (stops with the last clone).
+    _carbon_refresh: Option<Arc<RefreshTask>>,
 }
 
 impl std::fmt::Debug for Service {
@@ -104,6 +107,7 @@ impl Service {
         refresher.first_attempt().await;
         let power = power_model(&config);
         let registry = parts.registry;
+        let carbon_refresh = parts.carbon.start(&registry).await?;
         let carbon_gauges = CarbonGauges::register(&registry).context("registering metrics")?;
         let view_metrics =
             ViewMetrics::register(&registry, &carbon_gauges).context("registering metrics")?;
@@ -113,7 +117,7 @@ impl Service {
         let inputs = Inputs {
             nodes: parts.nodes,
             refresher: Arc::clone(&refresher),
-            carbon: Arc::clone(&parts.carbon),
+            carbon: Arc::clone(&parts.carbon.source),
             settings: Arc::clone(&settings),
             clock: parts.clock.clone(),
             carbon_logged: Mutex::default(),
@@ -141,8 +145,9 @@ impl Service {
             registry,
             view_metrics,
             carbon_gauges,
-            carbon: parts.carbon,
+            carbon: parts.carbon.source,
             clock: parts.clock,
+            _carbon_refresh: carbon_refresh,
         })
     }
 
@@ -186,6 +191,8 @@ pub struct OcmScores {
     pub registry: Registry,
     /// The clock scores are stamped with.
     pub clock: Clock,
+    /// A live carbon source's background refresh (stops when dropped).
+    pub carbon_refresh: Option<Arc<RefreshTask>>,
 }
 
 impl OcmScores {
@@ -201,11 +208,12 @@ impl OcmScores {
         ));
         refresher.first_attempt().await;
         let registry = Registry::new();
+        let carbon_refresh = carbon.start(&registry).await?;
         let gauges = CarbonGauges::register(&registry).context("registering metrics")?;
         let publishing = spawn_publisher(
             &config,
             Arc::clone(&refresher),
-            carbon,
+            carbon.source,
             clock.clone(),
             &registry,
             &gauges,
@@ -216,6 +224,7 @@ impl OcmScores {
             publishing,
             registry,
             clock,
+            carbon_refresh,
         })
     }
 }
@@ -265,7 +274,9 @@ pub fn demo(config: Config) -> Result<Parts> {
     let config = demo_config(config, &fleet);
     let (registry, watch_metrics, event_metrics) = source_metrics()?;
     let nodes: Arc<dyn NodeSource> = Arc::new(DemoNodes::new(&fleet, &ViewSettings::of(&config)));
-    let carbon = Arc::new(CarbonCurves::embedded_2020().context("embedded carbon curves")?);
+    let carbon = Carbon::fixed(Arc::new(
+        CarbonCurves::embedded_2020().context("embedded carbon curves")?,
+    ));
     let clock: Clock = Arc::new(|| {
         let now = Utc::now();
         let day = now.ordinal0().min(364);
@@ -357,10 +368,7 @@ pub async fn live(config: Config) -> Result<Parts> {
 
 /// The Prometheus/Thanos telemetry source and the carbon source the configuration
 /// describes; `when` says when `telemetry.prometheus` is required (for the error).
-pub fn sources(
-    config: &Config,
-    when: &str,
-) -> Result<(PrometheusSource, Arc<dyn CarbonIntensitySource>)> {
+pub fn sources(config: &Config, when: &str) -> Result<(PrometheusSource, Carbon)> {
     let prom = config
         .telemetry
         .prometheus
@@ -383,17 +391,94 @@ pub fn curves(carbon: &crate::config::CarbonConfig) -> Result<kepler_client::car
     )?)
 }
 
+/// A carbon source as configured; a live provider's must be [`Carbon::start`]ed before it
+/// answers (until then every zone is unknown: decisions fail open).
+#[derive(Clone)]
+pub struct Carbon {
+    /// What decisions read.
+    pub source: Arc<dyn CarbonIntensitySource>,
+    /// The same source when it is a live provider (refresh, status, history).
+    pub live: Option<LiveCarbon>,
+}
+
+impl Carbon {
+    /// A source that needs no refresh (curves, constants, a Prometheus metric).
+    pub fn fixed(source: Arc<dyn CarbonIntensitySource>) -> Self {
+        Self { source, live: None }
+    }
+
+    /// A live provider's source.
+    pub fn live(live: LiveCarbon) -> Self {
+        Self {
+            source: Arc::new(live.clone()),
+            live: Some(live),
+        }
+    }
+
+    /// In words, for start-up logs and reports.
+    pub fn describe(&self) -> Option<String> {
+        self.live.as_ref().map(LiveCarbon::describe)
+    }
+
+    /// For a live provider: registers its metrics in `registry`, refreshes every zone once
+    /// (bounded by its timeout) and keeps refreshing in the background while the returned
+    /// task is held. Nothing to do for the other sources.
+    pub async fn start(&self, registry: &Registry) -> Result<Option<Arc<RefreshTask>>> {
+        let Some(live) = &self.live else {
+            return Ok(None);
+        };
+        LiveCarbonMetrics::register(registry, live.clone()).context("registering metrics")?;
+        let task = live.start().await;
+        for z in live.status() {
+            match (&z.now_g_per_kwh, &z.last_error) {
+                (Some(g), _) => tracing::info!(
+                    zone = z.zone,
+                    source = live.source_name(),
+                    "carbon: {g:.0} gCO2e/kWh ({} intensity) now",
+                    live.signal()
+                ),
+                (None, e) => tracing::warn!(
+                    zone = z.zone,
+                    source = live.source_name(),
+                    "carbon: no intensity yet ({}); decisions fail open (carbon_missing) for this zone until a refresh succeeds",
+                    e.as_deref().unwrap_or("no data")
+                ),
+            }
+        }
+        Ok(Some(Arc::new(task)))
+    }
+}
+
+/// The live provider `carbon` configures, built and checked (files exist, URLs parse,
+/// periods are positive) without touching the network; `None` when there is none.
+pub fn live_carbon(
+    carbon: &crate::config::CarbonConfig,
+    clock: Clock,
+) -> Result<Option<LiveCarbon>, CarbonError> {
+    if let Some(c) = &carbon.electricity_maps {
+        return c.build(clock).map(Some);
+    }
+    if let Some(c) = &carbon.watt_time {
+        return c.build(clock).map(Some);
+    }
+    if let Some(c) = &carbon.carbon_aware_sdk {
+        return c.build(clock).map(Some);
+    }
+    Ok(None)
+}
+
 /// The carbon source `config.carbon` describes; a Prometheus metric reuses `source`'s
 /// connection.
-pub fn carbon(
-    config: &Config,
-    source: &PrometheusSource,
-) -> Result<Arc<dyn CarbonIntensitySource>> {
+pub fn carbon(config: &Config, source: &PrometheusSource) -> Result<Carbon> {
     let c = &config.carbon;
+    if let Some(live) = live_carbon(c, Arc::new(Utc::now))? {
+        tracing::info!("carbon: {}", live.describe());
+        return Ok(Carbon::live(live));
+    }
     if let Some(p) = &c.prometheus {
         let metric = PrometheusCarbon::new(source.client().clone(), p.clone())
             .context("carbon.prometheus")?;
-        return Ok(Arc::new(metric));
+        return Ok(Carbon::fixed(Arc::new(metric)));
     }
     let curves = curves(c).context("carbon: loading curves")?;
     if curves.zones().next().is_none() {
@@ -401,5 +486,5 @@ pub fn carbon(
             "carbon: no source configured; the extender fails open (carbon_missing) until one is"
         );
     }
-    Ok(Arc::new(curves))
+    Ok(Carbon::fixed(Arc::new(curves)))
 }

@@ -64,6 +64,10 @@ fn rows(dir: &Path) -> Vec<Row> {
     let cert = cert_pem.display().to_string();
     let key = dir.join("key.pem").display().to_string();
     let missing = dir.join("missing.pem").display().to_string();
+    std::fs::write(dir.join("em-token"), "token\n").unwrap();
+    std::fs::write(dir.join("empty"), "\n").unwrap();
+    let token = dir.join("em-token").display().to_string();
+    let empty = dir.join("empty").display().to_string();
     let r = |what, verb, yaml: String, refused_at| Row {
         what,
         verb,
@@ -92,6 +96,14 @@ fn rows(dir: &Path) -> Vec<Row> {
         r("a carbon CSV that does not exist", "demo", format!("carbon:\n  csvFiles: {{FR: {missing}}}\n"), Some("carbon.csvFiles.FR")),
         r("no Lease namespace for the OCM publisher", "ocm-scores", format!("{PROM}carbon:\n  staticGPerKwh: {{DE: 300}}\n"), Some("ocm.lease.namespace")),
         r("no Lease namespace for serve's OCM publisher", "serve", format!("{PROM}carbon:\n  staticGPerKwh: {{DE: 300}}\nocm:\n  enabled: true\n"), Some("ocm.lease.namespace")),
+        r("a valid live carbon source", "serve", format!("{PROM}carbon:\n  electricityMaps: {{zones: {{DE: DE}}, tokenFile: {token}}}\n"), None),
+        r("a live carbon token file that does not exist", "serve", format!("{PROM}carbon:\n  electricityMaps: {{zones: {{DE: DE}}, tokenFile: {missing}}}\n"), Some("carbon.electricityMaps.tokenFile")),
+        r("an empty WattTime password file", "ocm-scores", format!("{PROM}carbon:\n  wattTime: {{zones: {{DE: DE}}, usernameFile: {token}, passwordFile: {empty}}}\nocm:\n  lease: {{namespace: x}}\n"), Some("carbon.wattTime.passwordFile")),
+        r("a carbon-aware-sdk URL without a scheme", "rebalance", format!("{PROM}carbon:\n  carbonAwareSdk: {{zones: {{DE: germanywestcentral}}, url: carbon-aware-sdk:8080}}\n"), Some("carbon.carbonAwareSdk.url")),
+        r("a live source stale before its next refresh", "serve", format!("{PROM}carbon:\n  electricityMaps: {{zones: {{DE: DE}}, tokenFile: {token}, refresh: {{latestSeconds: 600, forecastSeconds: 3600, maxAgeSeconds: 300}}}}\n"), Some("carbon.electricityMaps.refresh.maxAgeSeconds")),
+        r("a live source without zones", "serve", format!("{PROM}carbon:\n  electricityMaps: {{zones: {{}}, tokenFile: {token}}}\n"), Some("carbon.electricityMaps.zones")),
+        r("two live carbon sources", "serve", format!("{PROM}carbon:\n  electricityMaps: {{zones: {{DE: DE}}, tokenFile: {token}}}\n  carbonAwareSdk: {{zones: {{DE: x}}, url: http://sdk:8080}}\n"), Some("carbon.carbonAwareSdk")),
+        r("a live source beside constants", "serve", format!("{PROM}carbon:\n  staticGPerKwh: {{DE: 300}}\n  electricityMaps: {{zones: {{DE: DE}}, tokenFile: {token}}}\n"), Some("carbon.electricityMaps")),
         r("an unknown key", "serve", format!("{PROM}extender:\n  listn: 0.0.0.0:8888\n"), Some("extender")),
     ]
 }

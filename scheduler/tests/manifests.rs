@@ -95,6 +95,76 @@ fn configmap_ecoplace_yaml_passes_config_check() {
     );
 }
 
+/// The ConfigMap's commented live carbon sources, each uncommented in place of
+/// `staticGPerKwh` with its credential files where the Deployment mounts the Secret
+/// (here a temporary directory), pass `ecoplace config check`; and a missing credential
+/// file is refused with its field path.
+#[test]
+fn configmap_live_carbon_examples_pass_config_check() {
+    let text = configmap_entry(
+        "manifests/base/configmap.yaml",
+        "ecoplace-config",
+        "ecoplace.yaml",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = dir.path().join("carbon");
+    std::fs::create_dir(&secrets).unwrap();
+    for f in ["auth-token", "username", "password"] {
+        std::fs::write(secrets.join(f), "credential\n").unwrap();
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("staticGPerKwh:"))
+        .unwrap();
+    let mut checked = 0;
+    for key in ["electricityMaps", "wattTime", "carbonAwareSdk"] {
+        let head = lines
+            .iter()
+            .position(|l| {
+                l.trim() == format!("# {key}:") || l.trim().starts_with(&format!("# {key}: "))
+            })
+            .unwrap_or_else(|| panic!("the ConfigMap shows no {key}"));
+        let indent = lines[head].find('#').unwrap();
+        let mut block = vec![format!("{}{key}:", " ".repeat(indent))];
+        for l in &lines[head + 1..] {
+            let Some(i) = l.find("#   ") else { break };
+            if i != indent {
+                break;
+            }
+            block.push(format!("{}  {}", " ".repeat(indent), &l[i + 4..]));
+        }
+        // Replace staticGPerKwh and its two zones by the block.
+        let mut out: Vec<String> = lines[..start].iter().map(|l| l.to_string()).collect();
+        out.extend(block);
+        out.extend(lines[start + 3..].iter().map(|l| l.to_string()));
+        let yaml = out
+            .join("\n")
+            .replace("/etc/ecoplace-carbon", secrets.to_str().unwrap());
+        let file = dir.path().join(format!("{key}.yaml"));
+        std::fs::write(&file, &yaml).unwrap();
+        let out = ecoplace(&["config", "check", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{key}: {}\n{yaml}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+        if key != "carbonAwareSdk" {
+            let gone = yaml.replace(secrets.to_str().unwrap(), "/nonexistent");
+            std::fs::write(&file, gone).unwrap();
+            let out = ecoplace(&["config", "check", file.to_str().unwrap()]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!out.status.success(), "{key}: {err}");
+            assert!(
+                err.contains(&format!("carbon.{key}.")) && err.contains("File"),
+                "{key}: {err}"
+            );
+        }
+    }
+    assert_eq!(checked, 3);
+}
+
 #[test]
 fn config_check_fails_with_the_field_path() {
     let dir = tempfile::tempdir().unwrap();

@@ -70,7 +70,7 @@ async fn plan(client: &kube::Client) -> NodeRebalance {
     plan_live(
         client,
         parts.telemetry.as_ref(),
-        parts.carbon.as_ref(),
+        parts.carbon.source.as_ref(),
         &config,
         &power,
         0.0,

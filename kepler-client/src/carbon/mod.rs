@@ -14,6 +14,7 @@
 //! silent zero or an extrapolation.
 
 mod curves;
+pub mod live;
 mod parse;
 mod prometheus;
 
@@ -136,6 +137,48 @@ pub enum CarbonError {
     /// The metric store failed to answer.
     #[error(transparent)]
     Query(#[from] TelemetryError),
+    /// A live source's data for the zone is older than its limit (or it never had any).
+    #[error("{}", fmt_stale(.zone, .source_name, .age_s, .limit_s, .last_error))]
+    Stale {
+        /// The zone.
+        zone: String,
+        /// The source (`electricitymaps`, `watttime`, `carbon-aware-sdk`).
+        source_name: String,
+        /// Seconds since its last successful refresh; none if it never had one.
+        age_s: Option<f64>,
+        /// The configured limit, seconds.
+        limit_s: f64,
+        /// Why the refreshes fail, when they do.
+        last_error: Option<String>,
+    },
+    /// A live source could not be read (e.g. its history for a report).
+    #[error("{source_name} for zone `{zone}`: {message}")]
+    Fetch {
+        /// The zone.
+        zone: String,
+        /// The source.
+        source_name: String,
+        /// What failed.
+        message: String,
+    },
+}
+
+fn fmt_stale(
+    zone: &str,
+    source: &str,
+    age_s: &Option<f64>,
+    limit_s: &f64,
+    last_error: &Option<String>,
+) -> String {
+    let age = match age_s {
+        Some(a) => format!("last refreshed {a:.0} s ago, limit {limit_s} s"),
+        None => "never refreshed successfully".to_string(),
+    };
+    let why = last_error
+        .as_ref()
+        .map(|e| format!(": {e}"))
+        .unwrap_or_default();
+    format!("zone `{zone}`: {source} carbon data is stale ({age}){why}")
 }
 
 fn fmt_known(known: &[String]) -> String {

@@ -2,9 +2,11 @@
 //! Prometheus/Thanos, where grid carbon intensity comes from, and cluster carbon zones.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use kepler_client::carbon::CarbonCurves;
+use chrono::{DateTime, Utc};
+use kepler_client::carbon::{CarbonCurves, CarbonIntensitySource};
 use kepler_client::prom::Endpoint;
 use kepler_client::{KeplerSchema, PowerZone, PrometheusConfig};
 
@@ -23,6 +25,15 @@ pub struct CarbonArgs {
     /// Do not load the embedded 2020 DE/FR/GB curves.
     #[arg(long)]
     pub no_embedded_carbon: bool,
+    /// Read grid carbon intensity as `serve` does, from this configuration file's `carbon`
+    /// section — e.g. a live Electricity Maps, WattTime or carbon-aware-sdk source, whose
+    /// history is read for the period asked about; replaces the flags above.
+    #[arg(
+        long = "carbon-config",
+        value_name = "FILE",
+        conflicts_with_all = ["statics", "csv", "forecast"]
+    )]
+    pub config: Option<PathBuf>,
 }
 
 fn split_pair<'a>(flag: &str, s: &'a str) -> Result<(&'a str, &'a str)> {
@@ -55,6 +66,58 @@ impl CarbonArgs {
         } else {
             parts.join("; ")
         }
+    }
+
+    /// The carbon source to read `[from, to)` from, and what it is in words: the
+    /// configuration file's (a live provider's history over the period, and its latest
+    /// value and forecast when the period reaches the last hour), else the flags' curves.
+    pub async fn source(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<(Arc<dyn CarbonIntensitySource>, String)> {
+        let Some(path) = &self.config else {
+            return Ok((Arc::new(self.load()?), self.describe()));
+        };
+        let config = crate::config::Config::load(path)?;
+        let now = Utc::now();
+        if let Some(live) = crate::runtime::live_carbon(&config.carbon, Arc::new(Utc::now))
+            .with_context(|| format!("{}: carbon", path.display()))?
+        {
+            let until = to.min(now);
+            if from < until
+                && let Err(e) = live.load_history(from, until).await
+            {
+                eprintln!(
+                    "warning: {}: {e}; carbon is unknown where the history is missing",
+                    live.source_name()
+                );
+            }
+            if to > now - chrono::Duration::hours(1) {
+                live.refresh_all().await;
+                for z in live.status() {
+                    if let Some(e) = z.last_error {
+                        eprintln!("warning: carbon zone `{}`: {e}", z.zone);
+                    }
+                }
+            }
+            let what = live.describe();
+            return Ok((Arc::new(live), what));
+        }
+        if config.carbon.prometheus.is_some() {
+            let (_, carbon) = crate::runtime::sources(&config, "for carbon.prometheus")?;
+            let what = format!("the Prometheus metric of {}", path.display());
+            return Ok((carbon.source, what));
+        }
+        let curves = crate::runtime::curves(&config.carbon)
+            .with_context(|| format!("{}: carbon", path.display()))?;
+        let zones: Vec<&str> = curves.zones().collect();
+        let what = format!(
+            "the `carbon` section of {} ({})",
+            path.display(),
+            zones.join(", ")
+        );
+        Ok((Arc::new(curves), what))
     }
 
     /// Loads every configured source into one set of curves.

@@ -39,6 +39,7 @@ pub async fn run(args: OcmScoresArgs) -> Result<()> {
         publishing,
         registry,
         clock,
+        carbon_refresh: _carbon_refresh,
     } = OcmScores::start(config).await?;
     let app = router(refresher, registry, clock).context("registering metrics")?;
     let addr: SocketAddr = args

@@ -105,6 +105,8 @@ async fn nodes(args: RebalanceArgs) -> Result<ExitCode> {
     let path = args.config.as_deref().context("--nodes needs --config")?;
     let config = Arc::new(preflight::load(path, preflight::Verb::Rebalance)?);
     let (source, carbon) = runtime::sources(&config, "with --nodes")?;
+    // A live carbon source is read once (latest value and forecast) before planning.
+    let _carbon_refresh = carbon.start(&prometheus::Registry::new()).await?;
     let kube_config = kube::Config::infer()
         .await
         .context("finding the Kubernetes apiserver (in-cluster or KUBECONFIG)")?;
@@ -115,7 +117,7 @@ async fn nodes(args: RebalanceArgs) -> Result<ExitCode> {
     let planned = plan_live(
         &client,
         &source,
-        carbon.as_ref(),
+        carbon.source.as_ref(),
         &config,
         power.as_ref(),
         min_gain,

@@ -76,13 +76,13 @@ pub async fn run(args: ReportArgs) -> Result<()> {
         bail!("--step-minutes must be positive");
     }
     let source = PrometheusSource::new(args.connection.config(&args.prometheus))?;
-    let carbon = args.carbon.load()?;
+    let (carbon, carbon_description) = args.carbon.source(args.from, args.to).await?;
     let zones = cluster_zones(&args.cluster_zone)?;
     let inputs = Inputs {
         source: &source,
-        carbon: &carbon,
+        carbon: carbon.as_ref(),
         cluster_zones: &zones,
-        carbon_description: args.carbon.describe(),
+        carbon_description,
     };
     let report = sustainability::build(
         &inputs,

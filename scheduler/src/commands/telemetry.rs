@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, TimeZone, Utc};
-use kepler_client::carbon::{CarbonCurves, CarbonIntensitySource};
+use kepler_client::carbon::CarbonIntensitySource;
 use kepler_client::{FleetSnapshot, PrometheusSource, Reading, SimulatedFleet, TelemetrySource};
 use serde::Serialize;
 
@@ -89,6 +89,8 @@ pub struct TelemetryView {
     pub snapshot: FleetSnapshot,
     /// Carbon intensity per cluster.
     pub carbon: BTreeMap<String, ClusterCarbon>,
+    /// Where the intensity comes from, and what it means (average, marginal, …).
+    pub carbon_source: String,
 }
 
 /// Runs the command (or its subcommand) and prints its output.
@@ -145,19 +147,26 @@ pub async fn collect(args: &TelemetryArgs) -> Result<TelemetryView> {
         );
         snapshot.clusters.retain(|name, _| name == only);
     }
-    let curves = args.carbon.load()?;
-    let carbon = carbon_per_cluster(&snapshot, &zones, &curves, now).await;
+    let (curves, carbon_source) = args
+        .carbon
+        .source(
+            now - chrono::Duration::minutes(5),
+            now + chrono::Duration::seconds(1),
+        )
+        .await?;
+    let carbon = carbon_per_cluster(&snapshot, &zones, curves.as_ref(), now).await;
     Ok(TelemetryView {
         now,
         snapshot,
         carbon,
+        carbon_source,
     })
 }
 
 async fn carbon_per_cluster(
     snapshot: &FleetSnapshot,
     zones: &BTreeMap<String, String>,
-    curves: &CarbonCurves,
+    curves: &dyn CarbonIntensitySource,
     now: DateTime<Utc>,
 ) -> BTreeMap<String, ClusterCarbon> {
     let mut out = BTreeMap::new();
@@ -213,6 +222,7 @@ pub fn render_table(view: &TelemetryView, top: usize) -> String {
     });
     let _ = writeln!(o, "source    {}", s.origin);
     let _ = writeln!(o, "schema    {schema}, zone `{}`", s.zone);
+    let _ = writeln!(o, "carbon    {}", view.carbon_source);
     let _ = writeln!(
         o,
         "taken at  {} (snapshot age {:.0} s)",

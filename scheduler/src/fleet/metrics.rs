@@ -235,3 +235,137 @@ impl CarbonGauges {
         *before = SetBefore { zones, rates: set };
     }
 }
+
+/// A live carbon source's state, read at every scrape: the intensity used now per zone,
+/// the age and forecast horizon of its data, whether it is stale, and refresh errors by
+/// kind (`ecoplace_carbon_source_*`). Labels never hold a credential.
+pub struct LiveCarbonMetrics {
+    live: kepler_client::carbon::live::LiveCarbon,
+    intensity: GaugeVec,
+    age: GaugeVec,
+    horizon: GaugeVec,
+    stale: IntGaugeVec,
+    errors: IntCounterVec,
+    descs: Vec<prometheus::core::Desc>,
+}
+
+impl LiveCarbonMetrics {
+    /// Registers the collector of `live` in `registry`.
+    pub fn register(
+        registry: &Registry,
+        live: kepler_client::carbon::live::LiveCarbon,
+    ) -> Result<(), prometheus::Error> {
+        let zone_labels = &["zone", "provider_zone", "source", "signal"];
+        let intensity = GaugeVec::new(
+            Opts::new(
+                "ecoplace_carbon_source_intensity_grams_per_kwh",
+                "Grid carbon intensity now of each zone as the live source gives it (gCO2e/kWh; signal says lifecycle, direct, average or marginal); absent while the zone is stale or unknown.",
+            ),
+            zone_labels,
+        )?;
+        let age = GaugeVec::new(
+            Opts::new(
+                "ecoplace_carbon_source_age_seconds",
+                "Seconds since the last successful refresh of the zone's carbon data.",
+            ),
+            zone_labels,
+        )?;
+        let horizon = GaugeVec::new(
+            Opts::new(
+                "ecoplace_carbon_source_forecast_horizon_seconds",
+                "Seconds of carbon intensity held beyond now (the provider's forecast).",
+            ),
+            zone_labels,
+        )?;
+        let stale = IntGaugeVec::new(
+            Opts::new(
+                "ecoplace_carbon_source_stale",
+                "1 when the zone's carbon data is older than maxAgeSeconds (or there is none yet): decisions treat the zone as carbon_missing.",
+            ),
+            zone_labels,
+        )?;
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "ecoplace_carbon_source_refresh_errors_total",
+                "Failed calls to the live carbon source, by kind (unauthorized, rate_limited, unknown_zone, client, server, malformed, empty, timeout, transport, credentials).",
+            ),
+            &["source", "kind"],
+        )?;
+        for kind in kepler_client::carbon::live::FETCH_ERROR_KINDS {
+            errors.with_label_values(&[live.source_name(), kind]);
+        }
+        use prometheus::core::Collector;
+        let descs = [
+            intensity.desc(),
+            age.desc(),
+            horizon.desc(),
+            stale.desc(),
+            errors.desc(),
+        ]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+        registry.register(Box::new(Self {
+            live,
+            intensity,
+            age,
+            horizon,
+            stale,
+            errors,
+            descs,
+        }))
+    }
+}
+
+impl prometheus::core::Collector for LiveCarbonMetrics {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        let source = self.live.source_name();
+        let signal = self.live.signal();
+        for g in [&self.intensity, &self.age, &self.horizon] {
+            g.reset();
+        }
+        self.stale.reset();
+        for z in self.live.status() {
+            let labels = [
+                z.zone.as_str(),
+                z.provider_zone.as_str(),
+                source,
+                signal.as_str(),
+            ];
+            if let Some(g) = z.now_g_per_kwh {
+                self.intensity.with_label_values(&labels).set(g);
+            }
+            if let Some(a) = z.age_s {
+                self.age.with_label_values(&labels).set(a);
+            }
+            if let Some(h) = z.horizon_s {
+                self.horizon.with_label_values(&labels).set(h);
+            }
+            self.stale
+                .with_label_values(&labels)
+                .set(i64::from(z.stale));
+        }
+        for (kind, n) in self.live.error_counts() {
+            let c = self.errors.with_label_values(&[source, kind]);
+            let seen = c.get();
+            if n > seen {
+                c.inc_by(n - seen);
+            }
+        }
+        [
+            self.intensity.collect(),
+            self.age.collect(),
+            self.horizon.collect(),
+            self.stale.collect(),
+            self.errors.collect(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+}

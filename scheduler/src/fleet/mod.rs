@@ -16,7 +16,7 @@ pub mod view;
 pub mod watch;
 pub mod watch_health;
 
-pub use metrics::{CarbonGauges, ViewMetrics, WatchMetrics};
+pub use metrics::{CarbonGauges, LiveCarbonMetrics, ViewMetrics, WatchMetrics};
 pub use outlook::outlook;
 pub use requests::{PodRequests, pod_requests};
 pub use updater::{Inputs, build_view, run_updater, update, view_inputs};

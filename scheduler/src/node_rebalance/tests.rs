@@ -62,7 +62,7 @@ async fn view(nodes: &[Node], pods: &[Pod]) -> FleetView {
     let inputs = view_inputs(
         &facts,
         Some(Arc::new(snapshot)),
-        parts.carbon.as_ref(),
+        parts.carbon.source.as_ref(),
         &settings,
         at,
     )
