@@ -266,3 +266,86 @@ async fn a_range_without_data_is_an_error_naming_the_range() {
     let (fs, ts) = (from.to_rfc3339(), to.to_rfc3339());
     assert_eq!(report_error(&url, &fs, &ts, &v010).await, None);
 }
+
+/// With `--carbon-config` naming a live Electricity Maps source (a loopback fake), the
+/// report reads the provider's history for its period, hour by hour, in one `past-range`
+/// call per zone — never the latest value — and its carbon equals the integral of energy
+/// times that history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_reads_a_live_providers_history_for_its_period() {
+    use chrono::DurationRound as _;
+    use tests::carbon_apis::{Api, FakeCarbonApi};
+    let fleet = SimulatedFleet::embedded(7);
+    let from = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::days(4);
+    let to = from + Duration::hours(24);
+    let prom = PrometheusServer::builder()
+        .backfill_openmetrics(package_history(&fleet, from, to))
+        .start()
+        .await
+        .unwrap();
+    let zones = [("DE", 410.0), ("FR", 45.0), ("GB", 230.0)];
+    let fake = FakeCarbonApi::start(Api::ElectricityMaps, &zones, "", "em-report-token")
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "em-report-token").unwrap();
+    let config = dir.path().join("ecoplace.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "carbon:\n  electricityMaps:\n    zones: {{DE: DE, FR: FR, GB: GB}}\n    url: {}\n    tokenFile: {}\n",
+            fake.url,
+            token.display()
+        ),
+    )
+    .unwrap();
+    // The provider's history as curves: what the report must have used.
+    let mut curves = CarbonCurves::new();
+    for (zone, _) in zones {
+        let points = (0..24).map(|h| {
+            let start = from + Duration::hours(h);
+            kepler_client::carbon::IntensityPoint {
+                start,
+                duration_s: 3600,
+                g_per_kwh: fake.truth(zone, start).round(),
+            }
+        });
+        curves = curves.merge(CarbonCurves::from_points(zone, points).unwrap());
+    }
+    let nodes = expected_per_cluster(&fleet, &curves, from, to, false).unwrap();
+    let grams: f64 = nodes.values().map(|v| v.1).sum();
+    let path = config.to_string_lossy().to_string();
+    let r = run(&prom.url(), from, to, &["--carbon-config", &path]).await;
+    let got_kg = r["total_kg_co2e"].as_f64().unwrap();
+    eprintln!(
+        "report with Electricity Maps history: {got_kg:.4} kgCO2e (exact {:.4})",
+        grams / 1000.0
+    );
+    assert!(
+        within(got_kg, grams / 1000.0, 0.01),
+        "{got_kg} vs {grams} g"
+    );
+    for c in r["clusters"].as_array().unwrap() {
+        let name = c["cluster"].as_str().unwrap();
+        assert!(
+            within(c["kg_co2e"].as_f64().unwrap(), nodes[name].1 / 1000.0, 0.01),
+            "{name}"
+        );
+    }
+    assert!(
+        r.to_string()
+            .contains("electricitymaps (lifecycle intensity)"),
+        "{r}"
+    );
+    // One 24-hour past-range call per zone and report rendering; never the latest value.
+    assert_eq!(fake.count("/latest"), 0);
+    assert_eq!(fake.count("/forecast"), 0);
+    assert_eq!(fake.count("/past-range"), 2 * 3, "html and json renders");
+    for c in fake.calls() {
+        assert_eq!(
+            c.query["start"],
+            from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+    }
+}

@@ -408,3 +408,63 @@ async fn a_zone_without_series_is_an_error_listing_the_zones_there_are() {
     assert_eq!(view.snapshot.zone, "dram");
     drop(exporters);
 }
+
+/// `ecoplace telemetry --carbon-config` with a live WattTime source (a loopback fake): the
+/// clusters' intensity now is the provider's marginal signal in g/kWh, and the table says
+/// which source and signal it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_shows_a_live_providers_intensity_now() {
+    use clap::Parser as _;
+    use tests::carbon_apis::{Api, FakeCarbonApi};
+    let fake = FakeCarbonApi::start(
+        Api::WattTime,
+        &[("DE_GRID", 500.0), ("FR_GRID", 60.0), ("UK_GRID", 250.0)],
+        "user",
+        "wt-telemetry-password",
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("u"), "user").unwrap();
+    std::fs::write(dir.path().join("p"), "wt-telemetry-password").unwrap();
+    let config = dir.path().join("ecoplace.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "carbon:\n  wattTime:\n    zones: {{DE: DE_GRID, FR: FR_GRID, GB: UK_GRID}}\n    url: {url}\n    loginUrl: {url}/login\n    usernameFile: {u}\n    passwordFile: {p}\n",
+            url = fake.url,
+            u = dir.path().join("u").display(),
+            p = dir.path().join("p").display(),
+        ),
+    )
+    .unwrap();
+    let now = chrono::Utc::now().to_rfc3339();
+    let cli = TelemetryCli::parse_from([
+        "telemetry",
+        "--demo",
+        "--at",
+        &now,
+        "--carbon-config",
+        config.to_str().unwrap(),
+    ]);
+    let view = scheduler::commands::telemetry::collect(&cli.args)
+        .await
+        .unwrap();
+    for (cluster, theirs) in [("de", "DE_GRID"), ("fr", "FR_GRID"), ("gb", "UK_GRID")] {
+        let c = &view.carbon[cluster];
+        let g = c
+            .g_per_kwh
+            .unwrap_or_else(|| panic!("{cluster}: {:?}", c.unknown_because));
+        assert!(
+            (g - fake.truth(theirs, view.now)).abs() < 1e-6,
+            "{cluster}: {g}"
+        );
+    }
+    let table = scheduler::commands::telemetry::render_table(&view, 3);
+    assert!(
+        table.contains(
+            "carbon    watttime (marginal intensity) for DE=DE_GRID, FR=FR_GRID, GB=UK_GRID"
+        ),
+        "{table}"
+    );
+}
