@@ -82,7 +82,7 @@ async fn run(command: Command) -> Result<ExitCode> {
         Command::Simulate(args) => tokio::task::block_in_place(|| simulate::run(args))?,
         Command::Config(args) => return config::run(args),
         Command::OcmScores(args) => ocm_scores::run(args).await?,
-        Command::Place(args) => return tokio::task::block_in_place(|| place::run(args)),
+        Command::Place(args) => return place::run(args).await,
         Command::Rebalance(args) => return rebalance::run(args).await,
     }
     Ok(ExitCode::SUCCESS)

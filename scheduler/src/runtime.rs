@@ -174,7 +174,9 @@ impl Service {
             self.config.extender.max_body_bytes,
         )
         .merge(server::placement::router(
-            Arc::new(Placer::new(self.config.placement.clone())),
+            Arc::new(
+                Placer::new(self.config.placement.clone()).with_carbon(Arc::clone(&self.carbon)),
+            ),
             self.config.extender.max_body_bytes,
         ))
     }

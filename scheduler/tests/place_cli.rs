@@ -137,3 +137,42 @@ fn node_rebalance_needs_a_configuration_with_telemetry() {
         "-f and --nodes exclude each other"
     );
 }
+
+/// `place --config` and `rebalance --config`: clusters given by carbon zone only read
+/// their intensity from the configuration's carbon source; without one they are refused.
+#[test]
+fn place_and_rebalance_read_zone_only_clusters_from_the_configs_carbon_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ecoplace.yaml");
+    std::fs::write(&config, "carbon:\n  staticGPerKwh: {DE: 520, FR: 35}\n").unwrap();
+    let request = dir.path().join("request.yaml");
+    std::fs::write(
+        &request,
+        "clusters:\n\
+         \x20 - {name: de, capacity: {cpu: 8, memory: 8Gi}, power: {idleWatts: 100, maxWatts: 300}, carbon: {zone: DE}}\n\
+         \x20 - {name: fr, capacity: {cpu: 8, memory: 8Gi}, power: {idleWatts: 100, maxWatts: 300}, carbon: {zone: FR}}\n\
+         workloads:\n\
+         \x20 - {name: w, replicas: 1, requests: {cpu: 2}, current: {de: 1}}\n",
+    )
+    .unwrap();
+    let (cfg, req) = (config.to_str().unwrap(), request.to_str().unwrap());
+    let out = ecoplace(&["place", "--config", cfg, "-f", req]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v = json(&out);
+    assert_eq!(v["placements"][0]["clusters"][0]["cluster"], "fr", "{v}");
+    let out = ecoplace(&["rebalance", "--config", cfg, "-f", req]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(json(&out).to_string().contains("\"fr\""));
+    let out = ecoplace(&["place", "-f", req]);
+    assert!(!out.status.success());
+    let v = json(&out);
+    assert!(v.to_string().contains("clusters[0].carbon.gPerKwh"), "{v}");
+}

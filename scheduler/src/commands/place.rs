@@ -24,10 +24,15 @@ pub struct PlaceArgs {
 
 /// Runs `ecoplace place`: the answer as JSON on stdout; a bad or infeasible request prints
 /// the error body (JSON, naming fields or workloads) on stdout and exits with status 1.
-pub fn run(args: PlaceArgs) -> Result<ExitCode> {
-    let placer = Placer::new(placement_config(args.config.as_deref())?);
+pub async fn run(args: PlaceArgs) -> Result<ExitCode> {
+    let placer = placer(args.config.as_deref()).await?;
     let (body, format) = read_request(&args.file)?;
-    answer(placer.place_body(&body, format, Utc::now()))
+    let now = Utc::now();
+    let req = match placer.decode(&body, format, now).await {
+        Ok(req) => req,
+        Err(e) => return answer::<()>(Err(e)),
+    };
+    tokio::task::block_in_place(|| answer(placer.place(&req, now)))
 }
 
 /// The `placement` section of the configuration file, or the defaults.
@@ -36,6 +41,39 @@ pub fn placement_config(path: Option<&Path>) -> Result<PlacementConfig> {
         Some(p) => Config::load(p)?.placement,
         None => PlacementConfig::default(),
     })
+}
+
+/// A placer with the configuration file's solver limits and, when its `carbon` section
+/// names a source, that source for clusters given by zone only (a live provider is read
+/// once: latest value and forecast).
+pub async fn placer(path: Option<&Path>) -> Result<Placer> {
+    let Some(path) = path else {
+        return Ok(Placer::new(PlacementConfig::default()));
+    };
+    let config = Config::load(path)?;
+    let placer = Placer::new(config.placement.clone());
+    let c = &config.carbon;
+    if let Some(live) = crate::runtime::live_carbon(c, std::sync::Arc::new(Utc::now))
+        .with_context(|| format!("{}: carbon", path.display()))?
+    {
+        live.refresh_all().await;
+        for z in live.status() {
+            if let Some(e) = z.last_error {
+                eprintln!("warning: carbon zone `{}`: {e}", z.zone);
+            }
+        }
+        return Ok(placer.with_carbon(std::sync::Arc::new(live)));
+    }
+    if c.prometheus.is_some() {
+        let (_, carbon) = crate::runtime::sources(&config, "for carbon.prometheus")?;
+        return Ok(placer.with_carbon(carbon.source));
+    }
+    let curves =
+        crate::runtime::curves(c).with_context(|| format!("{}: carbon", path.display()))?;
+    if curves.zones().next().is_none() {
+        return Ok(placer);
+    }
+    Ok(placer.with_carbon(std::sync::Arc::new(curves)))
 }
 
 /// Reads a request file (`-` = stdin); JSON when it ends in `.json`, else YAML.

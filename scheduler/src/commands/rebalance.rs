@@ -10,10 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use chrono::Utc;
 
-use super::place::{answer, placement_config, read_request};
+use super::place::{answer, read_request};
 use crate::node_rebalance::evict::{self, Outcome, Pace};
 use crate::node_rebalance::plan_live;
-use crate::placement::{PlacementRequest, Placer};
 use crate::preflight;
 use crate::runtime;
 use crate::shutdown::Shutdown;
@@ -85,14 +84,14 @@ pub async fn run(args: RebalanceArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     let file = args.file.context("-f FILE is required without --nodes")?;
-    tokio::task::block_in_place(|| {
-        let placer = Placer::new(placement_config(args.config.as_deref())?);
-        let (body, format) = read_request(&file)?;
-        answer(
-            PlacementRequest::decode(&body, format)
-                .and_then(|req| placer.rebalance(&req, args.min_gain, Utc::now())),
-        )
-    })
+    let placer = super::place::placer(args.config.as_deref()).await?;
+    let (body, format) = read_request(&file)?;
+    let now = Utc::now();
+    let req = match placer.decode(&body, format, now).await {
+        Ok(req) => req,
+        Err(e) => return answer::<()>(Err(e)),
+    };
+    tokio::task::block_in_place(|| answer(placer.rebalance(&req, args.min_gain, now)))
 }
 
 /// Node level: plan from the apiserver and Prometheus, then evict when asked. Status 1

@@ -46,7 +46,8 @@ pub fn target(c: &ClusterSpec) -> Target {
         powered_on: true,
         node_type: CLUSTER_NODE_TYPE.into(),
         carbon: CarbonOutlook {
-            now_g_per_kwh: c.carbon.g_per_kwh,
+            // Validation refused a request without it.
+            now_g_per_kwh: c.carbon.g_per_kwh.unwrap_or(f64::NAN),
             forecast: c
                 .carbon
                 .forecast

@@ -5,6 +5,7 @@
 //! `ecoplace rebalance`. Time is a parameter: the request's `at`, else the caller's now.
 //! It may import `config` and `fleet` (quantities).
 
+pub mod carbon;
 pub mod error;
 pub mod mapping;
 pub mod rebalance;
@@ -30,6 +31,8 @@ pub use response::PlacementResponse;
 pub struct Placer {
     power: Arc<dyn PowerModel>,
     config: PlacementConfig,
+    /// Where clusters given by zone only get their intensity ([`carbon::fill`]).
+    carbon: Option<Arc<dyn kepler_client::carbon::CarbonIntensitySource>>,
 }
 
 impl std::fmt::Debug for Placer {
@@ -37,6 +40,7 @@ impl std::fmt::Debug for Placer {
         f.debug_struct("Placer")
             .field("power", &self.power.name())
             .field("config", &self.config)
+            .field("carbon", &self.carbon.is_some())
             .finish()
     }
 }
@@ -57,7 +61,32 @@ impl Placer {
         Self {
             power: Arc::new(CurvePowerModel::new()),
             config,
+            carbon: None,
         }
+    }
+
+    /// The same placer filling in clusters given by carbon zone only from `source`.
+    pub fn with_carbon(
+        mut self,
+        source: Arc<dyn kepler_client::carbon::CarbonIntensitySource>,
+    ) -> Self {
+        self.carbon = Some(source);
+        self
+    }
+
+    /// Decodes a request and fills in, from the carbon source if there is one, the
+    /// intensity of clusters given by zone only ([`carbon::fill`]).
+    pub async fn decode(
+        &self,
+        body: &[u8],
+        format: Format,
+        now: DateTime<Utc>,
+    ) -> Result<PlacementRequest, PlacementError> {
+        let mut req = PlacementRequest::decode(body, format)?;
+        if let Some(source) = &self.carbon {
+            carbon::fill(&mut req, source.as_ref(), now).await?;
+        }
+        Ok(req)
     }
 
     /// The configuration in use.

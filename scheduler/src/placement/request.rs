@@ -117,8 +117,10 @@ pub struct CarbonSpec {
     /// Carbon zone (e.g. `DE`), for the response and logs.
     #[serde(default)]
     pub zone: Option<String>,
-    /// Intensity now, gCO2e/kWh.
-    pub g_per_kwh: f64,
+    /// Intensity now, gCO2e/kWh. May be left out when `zone` is given and the server (or
+    /// `ecoplace place --config`) has a carbon source: it is read from there, forecast too.
+    #[serde(default)]
+    pub g_per_kwh: Option<f64>,
     /// Forecast points, each holding until the next.
     #[serde(default)]
     pub forecast: Vec<ForecastPoint>,

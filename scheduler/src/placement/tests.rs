@@ -177,3 +177,68 @@ fn convex_power_is_opt_in_per_request() {
     let err = PlacementRequest::decode(yaml.as_bytes(), Format::Yaml).unwrap_err();
     assert!(err.to_string().contains("convexPower"), "{err}");
 }
+
+/// Clusters given by zone only take the intensity now and the forecast from the carbon
+/// source; a zone the source does not know, or no source, is an error naming the field.
+#[tokio::test]
+async fn clusters_given_by_zone_read_the_carbon_source() {
+    use kepler_client::carbon::{CarbonCurves, IntensityPoint};
+    let at = Utc.with_ymd_and_hms(2026, 12, 4, 10, 0, 0).unwrap();
+    let hourly = |g: [f64; 3]| {
+        (0..3).map(move |h| IntensityPoint {
+            start: at + chrono::Duration::hours(h),
+            duration_s: 3600,
+            g_per_kwh: g[h as usize],
+        })
+    };
+    let curves = CarbonCurves::from_points("DE", hourly([500.0, 450.0, 400.0]))
+        .unwrap()
+        .merge(CarbonCurves::from_points("FR", hourly([40.0, 45.0, 50.0])).unwrap());
+    let body = br#"
+clusters:
+  - {name: de, capacity: {cpu: 8, memory: 8Gi}, power: {idleWatts: 100, maxWatts: 300}, carbon: {zone: DE}}
+  - {name: fr, capacity: {cpu: 8, memory: 8Gi}, power: {idleWatts: 100, maxWatts: 300}, carbon: {zone: FR}}
+  - {name: gb, capacity: {cpu: 8, memory: 8Gi}, power: {idleWatts: 100, maxWatts: 300}, carbon: {zone: GB, gPerKwh: 250}}
+workloads:
+  - {name: w, replicas: 2, requests: {cpu: 2}, expectedDurationSeconds: 7200}
+"#;
+    let placer = Placer::new(PlacementConfig::default()).with_carbon(std::sync::Arc::new(curves));
+    let req = placer.decode(body, Format::Yaml, at).await.unwrap();
+    let g: Vec<Option<f64>> = req.clusters.iter().map(|c| c.carbon.g_per_kwh).collect();
+    assert_eq!(g, [Some(500.0), Some(40.0), Some(250.0)]);
+    let fr: Vec<f64> = req.clusters[1]
+        .carbon
+        .forecast
+        .iter()
+        .map(|p| p.g_per_kwh)
+        .collect();
+    assert_eq!(fr, [40.0, 45.0], "the forecast over the longest run (2 h)");
+    assert!(
+        req.clusters[2].carbon.forecast.is_empty(),
+        "given values are kept"
+    );
+    let plan = placer.place(&req, at).unwrap();
+    let chosen: Vec<&str> = plan.placements[0]
+        .clusters
+        .iter()
+        .map(|c| c.cluster.as_str())
+        .collect();
+    assert_eq!(chosen, ["fr"], "{:?}", plan.placements);
+
+    // A zone the source does not know: named, with the source's reason.
+    let unknown = String::from_utf8_lossy(body).replace("zone: GB, gPerKwh: 250", "zone: GB");
+    let e = placer
+        .decode(unknown.as_bytes(), Format::Yaml, at)
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(
+        text.contains("clusters[2].carbon.gPerKwh") && text.contains("unknown carbon zone `GB`"),
+        "{text}"
+    );
+    // Without a source, a zone alone is not enough.
+    let bare = Placer::new(PlacementConfig::default());
+    let req = bare.decode(body, Format::Yaml, at).await.unwrap();
+    let e = bare.place(&req, at).unwrap_err().to_string();
+    assert!(e.contains("clusters[0].carbon.gPerKwh: required"), "{e}");
+}

@@ -121,7 +121,13 @@ pub fn check(req: &PlacementRequest, rebalance: bool) -> Vec<FieldError> {
                 format!("{u} must be in 0..=1"),
             );
         }
-        e.non_negative(format!("{at}.carbon.gPerKwh"), c.carbon.g_per_kwh);
+        match c.carbon.g_per_kwh {
+            Some(g) => e.non_negative(format!("{at}.carbon.gPerKwh"), g),
+            None => e.push(
+                format!("{at}.carbon.gPerKwh"),
+                "required: give it, or a `zone` the server's carbon source knows",
+            ),
+        }
         for (k, p) in c.carbon.forecast.iter().enumerate() {
             e.non_negative(format!("{at}.carbon.forecast[{k}].gPerKwh"), p.g_per_kwh);
             if k > 0 && c.carbon.forecast[k - 1].start >= p.start {

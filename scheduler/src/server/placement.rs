@@ -12,7 +12,7 @@ use axum::routing::post;
 use chrono::Utc;
 use serde::Serialize;
 
-use crate::placement::{Format, PlacementError, PlacementRequest, Placer};
+use crate::placement::{Format, PlacementError, Placer};
 
 /// The placement routes, with their own body limit.
 pub fn router(placer: Arc<Placer>, max_body_bytes: usize) -> Router {
@@ -95,19 +95,20 @@ where
 
 async fn place(State(placer): State<Arc<Placer>>, headers: HeaderMap, body: Bytes) -> Response {
     let format = format(&headers, &body);
-    blocking(move || {
-        placer
-            .place_body(&body, format, Utc::now())
-            .map_err(|e| hint(e, &body, format))
-    })
-    .await
+    let now = Utc::now();
+    let req = match placer.decode(&body, format, now).await {
+        Ok(r) => r,
+        Err(e) => return error(&hint(e, &body, format)),
+    };
+    blocking(move || placer.place(&req, now)).await
 }
 
 async fn rebalance(State(placer): State<Arc<Placer>>, headers: HeaderMap, body: Bytes) -> Response {
     let format = format(&headers, &body);
-    blocking(move || {
-        let req = PlacementRequest::decode(&body, format).map_err(|e| hint(e, &body, format))?;
-        placer.rebalance(&req, None, Utc::now())
-    })
-    .await
+    let now = Utc::now();
+    let req = match placer.decode(&body, format, now).await {
+        Ok(r) => r,
+        Err(e) => return error(&hint(e, &body, format)),
+    };
+    blocking(move || placer.rebalance(&req, None, now)).await
 }
