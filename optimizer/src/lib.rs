@@ -11,6 +11,7 @@ pub mod model;
 pub mod plan;
 pub mod power;
 pub mod score;
+pub mod shift;
 pub mod validate;
 pub mod weights;
 
@@ -22,5 +23,8 @@ pub use plan::{
 };
 pub use power::{PowerCurve, PowerError, PowerModel, PowerQuery};
 pub use score::{TargetScore, best_target, score_targets, score_targets_normalised};
+pub use shift::{
+    DeferrableJob, ShiftCandidate, ShiftDecision, ShiftReason, SlotBudget, choose_start,
+};
 pub use validate::{Violation, validate, validate_assignments};
 pub use weights::{Weights, WeightsError};
