@@ -32,10 +32,10 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub seasons: Option<String>,
     /// Policies to compare, comma-separated (default, autoscaler, peaks, energy, carbon,
-    /// balanced).
+    /// balanced, balanced-shift).
     #[arg(
         long,
-        default_value = "default,autoscaler,peaks,energy,carbon,balanced"
+        default_value = "default,autoscaler,peaks,energy,carbon,balanced,balanced-shift"
     )]
     pub policies: String,
     /// The carbon forecast decisions read: `day-ahead` (the day before, repeated),

@@ -46,7 +46,7 @@ pub fn table(report: &Report) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<10} {:>10} {:>13} {:>10} {:>13} {:>13} {:>10} {:>7} {:>9} {:>6} {:>6} {:>10} {:>8}",
+        "{:<14} {:>10} {:>13} {:>10} {:>13} {:>13} {:>10} {:>7} {:>9} {:>6} {:>6} {:>10} {:>8}",
         "policy",
         "energy kWh",
         "vs autoscaler",
@@ -64,7 +64,7 @@ pub fn table(report: &Report) -> String {
     for (name, r) in rows(report) {
         let _ = writeln!(
             out,
-            "{:<10} {:>10.1} {:>13} {:>10} {:>13.1} {:>13} {:>10} {:>7.1} {:>9} {:>6.1} {:>6.1} {:>10} {:>8.1}",
+            "{:<14} {:>10.1} {:>13} {:>10} {:>13.1} {:>13} {:>10} {:>7.1} {:>9} {:>6.1} {:>6.1} {:>10} {:>8.1}",
             name,
             r.energy_kwh,
             pct(r.energy_vs_autoscaler_pct),

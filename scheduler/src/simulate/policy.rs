@@ -32,17 +32,22 @@ pub enum Policy {
     Carbon,
     /// ecoplace, `balanced` weights.
     Balanced,
+    /// `balanced`, and batch jobs held until the cleanest forecast window that still meets
+    /// their deadline (`optimizer::shift::choose_start`).
+    #[serde(rename = "balanced-shift")]
+    BalancedShift,
 }
 
 impl Policy {
     /// Every policy, in report order.
-    pub const ALL: [Policy; 6] = [
+    pub const ALL: [Policy; 7] = [
         Policy::Default,
         Policy::Autoscaler,
         Policy::Peaks,
         Policy::Energy,
         Policy::Carbon,
         Policy::Balanced,
+        Policy::BalancedShift,
     ];
 
     /// The policy's name (CLI, JSON keys).
@@ -54,6 +59,7 @@ impl Policy {
             Policy::Energy => "energy",
             Policy::Carbon => "carbon",
             Policy::Balanced => "balanced",
+            Policy::BalancedShift => "balanced-shift",
         }
     }
 
@@ -63,7 +69,7 @@ impl Policy {
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let Some(p) = Policy::ALL.into_iter().find(|p| p.name() == part) else {
                 bail!(
-                    "--policies: unknown policy `{part}` (known: default, autoscaler, peaks, energy, carbon, balanced)"
+                    "--policies: unknown policy `{part}` (known: default, autoscaler, peaks, energy, carbon, balanced, balanced-shift)"
                 );
             };
             if !out.contains(&p) {
@@ -88,23 +94,33 @@ impl Policy {
             }),
             Policy::Energy => Some(Weights::ENERGY),
             Policy::Carbon => Some(Weights::CARBON),
-            Policy::Balanced => Some(Weights::BALANCED),
+            Policy::Balanced | Policy::BalancedShift => Some(Weights::BALANCED),
         }
     }
 
     /// Whether batch jobs are placed in periodic MILP rounds and running services are
     /// rebalanced by the MILP (else every pod is placed on arrival, and never moved).
     pub fn uses_milp(self) -> bool {
-        matches!(self, Policy::Energy | Policy::Carbon | Policy::Balanced)
+        matches!(
+            self,
+            Policy::Energy | Policy::Carbon | Policy::Balanced | Policy::BalancedShift
+        )
+    }
+
+    /// Whether batch jobs wait for the cleanest window before their deadline.
+    pub fn shifts(self) -> bool {
+        self == Policy::BalancedShift
     }
 
     /// How the fleet's nodes are powered down under this policy.
     pub fn lifecycle(self) -> Lifecycle {
         match self {
             Policy::Default | Policy::Peaks => Lifecycle::EmptyNodes,
-            Policy::Autoscaler | Policy::Energy | Policy::Carbon | Policy::Balanced => {
-                Lifecycle::Autoscaler
-            }
+            Policy::Autoscaler
+            | Policy::Energy
+            | Policy::Carbon
+            | Policy::Balanced
+            | Policy::BalancedShift => Lifecycle::Autoscaler,
         }
     }
 
@@ -133,6 +149,9 @@ impl Policy {
             }
             Policy::Balanced => {
                 "score_targets with balanced weights per pod; MILP batch rounds and hourly MILP rebalancing; cluster-autoscaler fleet"
+            }
+            Policy::BalancedShift => {
+                "`balanced`, and each batch job held until the cleanest forecast window that still meets its deadline (optimizer::shift, 1 h slots, a quarter of each cluster's cores per slot)"
             }
         }
     }

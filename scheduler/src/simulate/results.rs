@@ -34,6 +34,12 @@ pub struct Counters {
     pub batch_late: u64,
     /// Batch jobs unfinished at the end with their deadline still ahead.
     pub batch_open: u64,
+    /// Batch jobs held for a cleaner window (shifting policies).
+    pub batch_held: u64,
+    /// Total time batch jobs were held, seconds.
+    pub batch_held_s: f64,
+    /// Forecast carbon the holds were expected to save, gCO2e (what the decisions saw).
+    pub batch_shift_forecast_saved_g: f64,
     /// Pods moved (rebalancing, autoscaler drains).
     pub migrations: u64,
     /// Energy of the moves, joules (included in `energy_j`).
@@ -119,6 +125,12 @@ pub struct PolicyResult {
     pub batch_deadline_misses: u64,
     /// Batch jobs submitted.
     pub batch_jobs: u64,
+    /// Batch jobs held for a cleaner window (shifting policies).
+    pub batch_held: u64,
+    /// Mean hold of the held jobs, hours.
+    pub batch_mean_hold_h: f64,
+    /// Carbon the holds were forecast to save, kgCO2e (the decision's estimate).
+    pub batch_shift_forecast_saved_kg: f64,
     /// Nodes woken to take pods.
     pub node_wakes: u64,
     /// Nodes powered down (empty, or drained by the autoscaler).
@@ -169,6 +181,13 @@ impl PolicyResult {
             replica_steps_wanted: c.replica_steps_wanted,
             batch_deadline_misses: c.batch_late,
             batch_jobs: c.batch_jobs,
+            batch_held: c.batch_held,
+            batch_mean_hold_h: if c.batch_held > 0 {
+                round(c.batch_held_s / 3600.0 / c.batch_held as f64, 2)
+            } else {
+                0.0
+            },
+            batch_shift_forecast_saved_kg: round(c.batch_shift_forecast_saved_g / 1000.0, 3),
             node_wakes: c.wakes,
             node_power_downs: c.power_downs,
             pods_started: c.pods_started,

@@ -14,6 +14,7 @@ use anyhow::Result;
 use chrono::{DateTime, Duration, Utc};
 use optimizer::headroom::Reserve;
 use optimizer::power::CurvePowerModel;
+use optimizer::shift::{DeferrableJob, ShiftCandidate, SlotBudget, choose_start};
 use optimizer::{CarbonOutlook, Resources, SolveOptions, Target, TargetKind, Workload};
 
 use super::fleet::Fleet;
@@ -23,6 +24,10 @@ use super::results::Counters;
 use super::trace::{Kind, TraceWorkload, secs, service_demand, service_replicas};
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// Share of a cluster's cores that jobs held for one clean hour may book (shifting
+/// policies): the cleanest hour does not become a thundering herd.
+const SHIFT_BUDGET_SHARE: f64 = 0.25;
 
 /// How the simulation runs (defaults: the documented default scenario).
 #[derive(Debug, Clone, PartialEq)]
@@ -230,6 +235,10 @@ pub struct Sim<'a> {
     services: Vec<ServiceRt>,
     jobs: Vec<JobRt>,
     queue: Vec<usize>,
+    /// Batch jobs held for a cleaner window (shifting policies): release time, job.
+    held: Vec<(DateTime<Utc>, usize)>,
+    /// Cores per cluster and hour the held jobs booked (shifting policies).
+    shift_budget: Vec<SlotBudget>,
     ends: BTreeMap<usize, Vec<u64>>,
     outlooks: Vec<CarbonOutlook>,
     /// The current step.
@@ -275,6 +284,21 @@ impl<'a> Sim<'a> {
             services: vec![ServiceRt::default(); trace.len()],
             jobs: vec![JobRt::default(); trace.len()],
             queue: Vec::new(),
+            held: Vec::new(),
+            shift_budget: fleet
+                .clusters
+                .iter()
+                .enumerate()
+                .map(|(c, _)| {
+                    let cores: f64 = fleet
+                        .nodes
+                        .iter()
+                        .filter(|n| n.cluster == c)
+                        .map(|n| fleet.node_types[n.node_type].cores)
+                        .sum();
+                    SlotBudget::new(Duration::hours(1), SHIFT_BUDGET_SHARE * cores)
+                })
+                .collect(),
             ends: BTreeMap::new(),
             outlooks: Vec::new(),
             k: 0,
@@ -393,7 +417,12 @@ impl<'a> Sim<'a> {
     }
 
     fn submit_batch(&mut self, t: DateTime<Utc>) {
-        for (i, w) in self.trace.iter().enumerate() {
+        // Held jobs whose window has come join the queue.
+        let (due, still): (Vec<_>, Vec<_>) = self.held.drain(..).partition(|(r, _)| *r <= t);
+        self.held = still;
+        self.queue.extend(due.into_iter().map(|(_, j)| j));
+        for i in 0..self.trace.len() {
+            let w = &self.trace[i];
             if w.kind == Kind::Batch && !self.jobs[i].arrived && w.arrive <= t {
                 self.jobs[i] = JobRt {
                     arrived: true,
@@ -402,9 +431,80 @@ impl<'a> Sim<'a> {
                     settled: false,
                 };
                 self.counters.batch_jobs += 1;
-                self.queue.push(i);
+                match self.shift_start(i, t) {
+                    Some(release) => self.held.push((release, i)),
+                    None => self.queue.push(i),
+                }
             }
         }
+    }
+
+    /// For a shifting policy, when batch job `j` arriving at `t` should be released: the
+    /// cleanest forecast window before its deadline (less a margin for a node's boot and
+    /// the next batch round), booked in the per-cluster budget; `None`: start now.
+    fn shift_start(&mut self, j: usize, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if !self.policy.shifts() {
+            return None;
+        }
+        let w = &self.trace[j];
+        let deadline = w.deadline?;
+        let margin = self.settings.boot_s
+            + (self.settings.batch_every_steps as f64 + 2.0) * self.settings.step_s as f64;
+        let job = DeferrableJob {
+            name: w.name.clone(),
+            duration: secs(w.duration_s.unwrap_or(3600.0)),
+            cores: w.cpu * f64::from(w.max_replicas),
+            earliest: t,
+            deadline: deadline - secs(margin),
+        };
+        let until = t + Duration::hours(self.settings.forecast_hours);
+        let candidates: Vec<ShiftCandidate> = self
+            .fleet
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(c, cl)| ShiftCandidate {
+                target: cl.name.clone(),
+                carbon: self.outlooks[c].clone(),
+                forecast_until: until,
+                watts: job.cores * w.usage * self.watts_per_core(c),
+            })
+            .collect();
+        // One budget per cluster: price each cluster against its own.
+        let mut best: Option<(usize, optimizer::shift::ShiftDecision)> = None;
+        for (c, cand) in candidates.iter().enumerate() {
+            let d = choose_start(&job, std::slice::from_ref(cand), &self.shift_budget[c]);
+            if best
+                .as_ref()
+                .is_none_or(|(_, b)| d.chosen_g < b.chosen_g - 1e-9)
+            {
+                best = Some((c, d));
+            }
+        }
+        let (c, d) = best?;
+        if d.start <= t || !d.within_budget {
+            return None;
+        }
+        self.shift_budget[c].reserve(&job, &d);
+        self.counters.batch_held += 1;
+        self.counters.batch_held_s += (d.start - t).as_seconds_f64();
+        self.counters.batch_shift_forecast_saved_g += d.saved_g();
+        Some(d.start)
+    }
+
+    /// Mean extra watts per busy core on cluster `c`'s nodes (idle to full load).
+    fn watts_per_core(&self, c: usize) -> f64 {
+        let (sum, n) = self
+            .fleet
+            .nodes
+            .iter()
+            .filter(|n| n.cluster == c)
+            .map(|n| {
+                let t = &self.fleet.node_types[n.node_type];
+                (t.curve.watts(1.0) - t.curve.watts(0.0)) / t.cores.max(1.0)
+            })
+            .fold((0.0, 0usize), |(s, k), w| (s + w, k + 1));
+        if n == 0 { 0.0 } else { sum / n as f64 }
     }
 
     /// The optimizer workload for one pod of trace workload `w`.
