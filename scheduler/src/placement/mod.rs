@@ -11,6 +11,7 @@ pub mod mapping;
 pub mod rebalance;
 pub mod request;
 pub mod response;
+pub mod shift;
 pub mod validate;
 
 use std::sync::Arc;
@@ -112,11 +113,16 @@ impl Placer {
     ) -> Result<PlacementResponse, PlacementError> {
         let p = self.prepare(req, false, now)?;
         let plan = self.solve(&p)?;
-        Ok(PlacementResponse::new(
-            &plan,
-            req.workloads.iter().map(|w| w.name.as_str()),
+        let mut response =
+            PlacementResponse::new(&plan, req.workloads.iter().map(|w| w.name.as_str()), p.at);
+        shift::start_times(
+            req,
+            &p.workloads,
+            &p.targets,
             p.at,
-        ))
+            &mut response.placements,
+        );
+        Ok(response)
     }
 
     /// Re-solves a request whose workloads run somewhere now (`current`), and lists the

@@ -183,6 +183,10 @@ pub struct WorkloadSpec {
     /// Replicas running now, per cluster (moving them costs migration).
     #[serde(default)]
     pub current: BTreeMap<String, u32>,
+    /// A deferrable workload's deadline (RFC 3339): the answer then carries `startAt`, the
+    /// start of least forecast carbon on its clusters that still ends by it.
+    #[serde(default)]
+    pub deadline: Option<DateTime<Utc>>,
 }
 
 /// A resource amount: a number, or a Kubernetes quantity string.

@@ -94,6 +94,30 @@ pub struct WorkloadPlacement {
     pub replicas: u32,
     /// Clusters with at least one replica, by name.
     pub clusters: Vec<ClusterReplicas>,
+    /// With a `deadline`: when to start (the cleanest forecast window that still ends by
+    /// it), else absent (start now).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<DateTime<Utc>>,
+    /// With a `deadline`: why it starts then, and the carbon it saves against now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shift: Option<ShiftReport>,
+}
+
+/// A deferrable workload's start decision (`optimizer::shift::choose_start`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShiftReport {
+    /// `cleanest`, `now_is_cleanest`, `deadline_near` or `budget_full`.
+    pub reason: &'static str,
+    /// Mean forecast intensity of a run started now, gCO2e/kWh (replica-weighted over its
+    /// clusters).
+    pub now_g_per_kwh: f64,
+    /// Mean forecast intensity of the chosen run, gCO2e/kWh.
+    pub window_g_per_kwh: f64,
+    /// Forecast carbon saved against starting now, grams.
+    pub saved_g: f64,
+    /// The decision in one sentence.
+    pub explanation: String,
 }
 
 /// Replicas on one cluster.
@@ -215,6 +239,8 @@ pub fn placements<'a>(
                 workload: name.to_string(),
                 replicas: clusters.iter().map(|c| c.replicas).sum(),
                 clusters,
+                start_at: None,
+                shift: None,
             }
         })
         .collect()

@@ -242,3 +242,66 @@ workloads:
     let e = bare.place(&req, at).unwrap_err().to_string();
     assert!(e.contains("clusters[0].carbon.gPerKwh: required"), "{e}");
 }
+
+/// Workloads with a deadline get `startAt`: the cleanest forecast window on their
+/// clusters that still ends by it, with the carbon saved; without a deadline, none; with
+/// a deadline too near to wait, now.
+#[test]
+fn deferrable_workloads_get_the_cleanest_start_before_their_deadline() {
+    let body = br#"
+at: "2026-12-04T00:00:00Z"
+weights: carbon
+clusters:
+  - name: de
+    capacity: {cpu: 16, memory: 64Gi}
+    power: {idleWatts: 200, maxWatts: 600}
+    carbon:
+      zone: DE
+      gPerKwh: 400
+      forecast:
+        - {start: "2026-12-04T00:00:00Z", gPerKwh: 400}
+        - {start: "2026-12-04T01:00:00Z", gPerKwh: 380}
+        - {start: "2026-12-04T02:00:00Z", gPerKwh: 350}
+        - {start: "2026-12-04T03:00:00Z", gPerKwh: 120}
+        - {start: "2026-12-04T04:00:00Z", gPerKwh: 300}
+        - {start: "2026-12-04T05:00:00Z", gPerKwh: 420}
+workloads:
+  - {name: report, replicas: 2, requests: {cpu: 2}, expectedDurationSeconds: 3600, deadline: "2026-12-04T06:00:00Z"}
+  - {name: web, replicas: 1, requests: {cpu: 1}}
+  - {name: urgent, replicas: 1, requests: {cpu: 1}, expectedDurationSeconds: 3600, deadline: "2026-12-04T00:30:00Z"}
+"#;
+    let placer = Placer::new(PlacementConfig::default());
+    let req = PlacementRequest::decode(body, Format::Yaml).unwrap();
+    let plan = placer.place(&req, now()).unwrap();
+    let at = |h: u32| Utc.with_ymd_and_hms(2026, 12, 4, h, 0, 0).unwrap();
+    let report = &plan.placements[0];
+    assert_eq!(report.start_at, Some(at(3)));
+    let shift = report.shift.as_ref().unwrap();
+    assert_eq!(shift.reason, "cleanest");
+    assert_eq!(
+        (shift.now_g_per_kwh, shift.window_g_per_kwh),
+        (400.0, 120.0)
+    );
+    // 2 replicas × 2 cores × 25 W/core for 1 h = 0.1 kWh; (400 − 120) × 0.1 = 28 g.
+    assert!((shift.saved_g - 28.0).abs() < 1e-6, "{shift:?}");
+    assert!(
+        shift
+            .explanation
+            .starts_with("held until 2026-12-04 03:00 UTC"),
+        "{}",
+        shift.explanation
+    );
+    assert!(plan.placements[1].start_at.is_none() && plan.placements[1].shift.is_none());
+    let urgent = &plan.placements[2];
+    assert_eq!(urgent.start_at, Some(at(0)));
+    assert_eq!(urgent.shift.as_ref().unwrap().reason, "deadline_near");
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(json["placements"][0]["startAt"], "2026-12-04T03:00:00Z");
+    assert_eq!(
+        json["placements"][0]["shift"]["savedG"]
+            .as_f64()
+            .map(f64::round),
+        Some(28.0)
+    );
+    assert!(json["placements"][1].get("startAt").is_none());
+}
