@@ -235,14 +235,10 @@ pub struct Sim<'a> {
     services: Vec<ServiceRt>,
     jobs: Vec<JobRt>,
     queue: Vec<usize>,
-    /// Batch jobs held for a cleaner window (shifting policies): release time, job, the
-    /// cluster whose window it is.
-    held: Vec<(DateTime<Utc>, usize, usize)>,
+    /// Batch jobs held for a cleaner window (shifting policies): release time, job.
+    held: Vec<(DateTime<Utc>, usize)>,
     /// Cores per cluster and hour the held jobs booked (shifting policies).
     shift_budget: Vec<SlotBudget>,
-    /// Released jobs kept to the cluster whose window they waited for, until a placement
-    /// round finds them no room there (shifting policies): job → cluster.
-    pinned: BTreeMap<usize, usize>,
     ends: BTreeMap<usize, Vec<u64>>,
     outlooks: Vec<CarbonOutlook>,
     /// The current step.
@@ -289,7 +285,6 @@ impl<'a> Sim<'a> {
             jobs: vec![JobRt::default(); trace.len()],
             queue: Vec::new(),
             held: Vec::new(),
-            pinned: BTreeMap::new(),
             shift_budget: fleet
                 .clusters
                 .iter()
@@ -423,12 +418,9 @@ impl<'a> Sim<'a> {
 
     fn submit_batch(&mut self, t: DateTime<Utc>) {
         // Held jobs whose window has come join the queue.
-        let (due, still): (Vec<_>, Vec<_>) = self.held.drain(..).partition(|(r, _, _)| *r <= t);
+        let (due, still): (Vec<_>, Vec<_>) = self.held.drain(..).partition(|(r, _)| *r <= t);
         self.held = still;
-        for (_, j, c) in due {
-            self.pinned.insert(j, c);
-            self.queue.push(j);
-        }
+        self.queue.extend(due.into_iter().map(|(_, j)| j));
         for i in 0..self.trace.len() {
             let w = &self.trace[i];
             if w.kind == Kind::Batch && !self.jobs[i].arrived && w.arrive <= t {
@@ -440,7 +432,7 @@ impl<'a> Sim<'a> {
                 };
                 self.counters.batch_jobs += 1;
                 match self.shift_start(i, t) {
-                    Some((release, cluster)) => self.held.push((release, i, cluster)),
+                    Some(release) => self.held.push((release, i)),
                     None => self.queue.push(i),
                 }
             }
@@ -450,7 +442,7 @@ impl<'a> Sim<'a> {
     /// For a shifting policy, when batch job `j` arriving at `t` should be released: the
     /// cleanest forecast window before its deadline (less a margin for a node's boot and
     /// the next batch round), booked in the per-cluster budget; `None`: start now.
-    fn shift_start(&mut self, j: usize, t: DateTime<Utc>) -> Option<(DateTime<Utc>, usize)> {
+    fn shift_start(&mut self, j: usize, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if !self.policy.shifts() {
             return None;
         }
@@ -497,7 +489,7 @@ impl<'a> Sim<'a> {
         self.counters.batch_held += 1;
         self.counters.batch_held_s += (d.start - t).as_seconds_f64();
         self.counters.batch_shift_forecast_saved_g += d.saved_g();
-        Some((d.start, c))
+        Some(d.start)
     }
 
     /// Mean extra watts per busy core on cluster `c`'s nodes (idle to full load).
@@ -517,17 +509,7 @@ impl<'a> Sim<'a> {
 
     /// The optimizer workload for one pod of trace workload `w`.
     fn workload(&self, w: usize) -> Workload {
-        let mut out = workload_of(&self.trace[w], self.settings);
-        if let Some(&c) = self.pinned.get(&w) {
-            out.allowed_targets = self
-                .fleet
-                .nodes
-                .iter()
-                .filter(|n| n.cluster == c)
-                .map(|n| n.name.clone())
-                .collect();
-        }
-        out
+        workload_of(&self.trace[w], self.settings)
     }
 
     /// CPU cores pod `pod` uses at `t` (none before it serves).
@@ -787,21 +769,12 @@ impl<'a> Sim<'a> {
                     latest.is_some_and(|l| l <= next)
                 })
                 .collect();
-            // A job that cannot wait goes wherever there is room.
-            for j in &urgent {
-                self.pinned.remove(j);
-            }
             self.place_jobs_per_pod(&urgent, &mut targets, t)?;
         } else {
             let all = self.queue.clone();
             self.place_jobs_per_pod(&all, &mut targets, t)?;
         }
         self.queue.retain(|&j| self.jobs[j].pending > 0);
-        // Every queued job had its try: one its window's cluster had no room for goes
-        // anywhere from now on.
-        if !self.policy.uses_milp() || k.is_multiple_of(round) {
-            self.pinned.clear();
-        }
         Ok(())
     }
 
