@@ -9,7 +9,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::provider::{
-    FetchError, Provider, Secret, SecretFile, checked, endpoint, json, send, shown,
+    FetchError, Provider, Secret, SecretFile, checked, endpoint, iso, json, send, shown,
 };
 use crate::carbon::IntensityPoint;
 
@@ -174,10 +174,6 @@ fn non_empty(
         }
     }
     Ok(out)
-}
-
-fn iso(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[async_trait::async_trait]

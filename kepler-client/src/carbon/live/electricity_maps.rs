@@ -8,7 +8,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use super::provider::{
-    FetchError, Provider, SecretFile, checked, endpoint, json, send, shown, stepwise,
+    FetchError, Provider, SecretFile, checked, endpoint, iso, json, send, shown, stepwise,
 };
 use crate::carbon::IntensityPoint;
 
@@ -185,13 +185,7 @@ impl Provider for ElectricityMaps {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<IntensityPoint>, FetchError> {
-        let range = [
-            (
-                "start",
-                from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            ),
-            ("end", to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        ];
+        let range = [("start", iso(from)), ("end", iso(to))];
         let (url, body) = self
             .get("/v3/carbon-intensity/past-range", zone, &range)
             .await?;

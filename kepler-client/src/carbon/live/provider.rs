@@ -239,6 +239,11 @@ pub fn shown(url: &Url) -> String {
     u.to_string()
 }
 
+/// `t` as the providers' query parameters take it: RFC 3339, seconds, `Z`.
+pub fn iso(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
 /// `base` joined with `path` (which starts with `/`) and the query `pairs`.
 pub fn endpoint(base: &Url, path: &str, pairs: &[(&str, String)]) -> Url {
     let mut url = base.clone();

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use super::provider::{
-    FetchError, Provider, Secret, SecretFile, checked, endpoint, json, send, shown, stepwise,
+    FetchError, Provider, Secret, SecretFile, checked, endpoint, iso, json, send, shown, stepwise,
 };
 use crate::carbon::IntensityPoint;
 
@@ -192,10 +192,6 @@ impl WattTime {
             .collect();
         checked(&url, stepwise(samples, period))
     }
-}
-
-fn iso(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 #[async_trait::async_trait]
