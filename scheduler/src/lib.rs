@@ -3,10 +3,12 @@
 //! This crate is the service and the command line: it maps `kepler-client` telemetry into
 //! `optimizer` inputs and presents the results.
 
+pub mod carbon_window;
 pub mod commands;
 pub mod config;
 pub mod extender;
 pub mod fleet;
+pub mod lease;
 pub mod node_rebalance;
 pub mod ocm;
 pub mod placement;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use scheduler::commands::{
-    config, ocm_scores, place, rebalance, report, serve, simulate, telemetry,
+    carbon_window, config, ocm_scores, place, rebalance, report, serve, simulate, telemetry,
 };
 
 /// Energy- and carbon-aware placement for Kubernetes and Open Cluster Management.
@@ -38,6 +38,8 @@ enum Command {
     Report(Box<report::ReportArgs>),
     /// Publish OCM AddOnPlacementScores (carbon, energy, latency, ecoplace) on the hub.
     OcmScores(ocm_scores::OcmScoresArgs),
+    /// Hold pods gated with `ecoplace.io/carbon-window` until their cleanest window before the deadline.
+    CarbonWindow(carbon_window::CarbonWindowArgs),
     /// Configuration: `reference` (Markdown of every key), `schema`, `check FILE`.
     Config(config::ConfigArgs),
     /// Place workloads on managed clusters from a request file; the plan as JSON.
@@ -78,6 +80,7 @@ async fn run(command: Command) -> Result<ExitCode> {
     match command {
         Command::Telemetry(args) => telemetry::run(*args).await?,
         Command::Serve(args) => serve::run(args).await?,
+        Command::CarbonWindow(args) => carbon_window::run(args).await?,
         Command::Report(args) => report::run(*args).await?,
         Command::Simulate(args) => tokio::task::block_in_place(|| simulate::run(args))?,
         Command::Config(args) => return config::run(args),

@@ -28,6 +28,8 @@ pub enum Verb {
     OcmScores,
     /// `ecoplace rebalance --nodes`.
     Rebalance,
+    /// `ecoplace carbon-window`.
+    CarbonWindow,
 }
 
 impl Verb {
@@ -38,6 +40,7 @@ impl Verb {
             Self::Demo => "ecoplace serve --demo",
             Self::OcmScores => "ecoplace ocm-scores",
             Self::Rebalance => "ecoplace rebalance --nodes",
+            Self::CarbonWindow => "ecoplace carbon-window",
         }
     }
 
@@ -49,6 +52,16 @@ impl Verb {
     /// Whether it runs the OCM score publisher (and so needs its Lease namespace).
     fn publishes(self, config: &Config) -> bool {
         self == Self::OcmScores || (self == Self::Serve && config.ocm.enabled)
+    }
+
+    /// Whether it reads Kepler telemetry (the carbon-window controller reads only carbon).
+    fn reads_telemetry(self) -> bool {
+        self.live() && self != Self::CarbonWindow
+    }
+
+    /// Whether it runs the carbon-window controller (and so needs its Lease namespace).
+    fn gates(self, config: &Config) -> bool {
+        self == Self::CarbonWindow || (self == Self::Serve && config.carbon_window.enabled)
     }
 
     /// Whether it serves the extender's HTTP endpoints.
@@ -107,7 +120,7 @@ pub fn check(
     {
         crate::server::tls::rustls_config(tls).map_err(|e| refuse(tls_finding(&e)))?;
     }
-    if verb.live() {
+    if verb.reads_telemetry() || (verb.live() && config.carbon.prometheus.is_some()) {
         let prom = config.telemetry.prometheus.as_ref().ok_or_else(|| {
             refuse(finding(
                 "telemetry.prometheus",
@@ -126,19 +139,33 @@ pub fn check(
             ));
         }
     }
-    if verb.publishes(config) {
-        let namespace = config
-            .ocm
-            .lease
-            .namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .filter(|n| !n.is_empty());
-        if namespace.is_none() {
+    let leases = [
+        (
+            verb.publishes(config),
+            &config.ocm.lease,
+            "ocm.lease.namespace",
+        ),
+        (
+            verb.gates(config),
+            &config.carbon_window.lease,
+            "carbonWindow.lease.namespace",
+        ),
+    ];
+    for (_, lease, path) in leases.iter().filter(|(needed, _, _)| *needed) {
+        if crate::lease::namespace(lease).is_none() {
             return Err(refuse(finding(
-                "ocm.lease.namespace",
+                *path,
                 "not set and no POD_NAMESPACE in the environment (the shipped manifests set it from the pod's namespace)",
             )));
+        }
+    }
+    if verb.gates(config) {
+        let s = crate::carbon_window::controller::WindowSettings::of(config);
+        if s.zones.is_empty() {
+            warnings.push(finding(
+                "carbonWindow.zones",
+                "empty, and topology.carbonZones names no zone: every gated pod is released at once (no_zone)",
+            ));
         }
     }
     if config.carbon.is_live() {

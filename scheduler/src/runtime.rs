@@ -19,6 +19,9 @@ use optimizer::power::{CurvePowerModel, FallbackPowerModel};
 
 use prometheus::Registry;
 
+use crate::carbon_window::Gating;
+use crate::carbon_window::controller::WindowSettings;
+use crate::carbon_window::metrics::WindowMetrics;
 use crate::config::{Config, NodeProfile};
 use crate::extender::events::{EventOptions, EventSink, KubeEvents, NoEvents};
 use crate::extender::metrics::{EventMetrics, ExtenderMetrics};
@@ -82,6 +85,8 @@ pub struct Service {
     carbon: Arc<dyn CarbonIntensitySource>,
     /// The clock (shared with the OCM publisher).
     clock: Clock,
+    /// Where pod Events go (shared with the carbon-window controller).
+    events: Arc<dyn EventSink>,
     /// A live carbon source's background refresh (stops with the last clone).
     _carbon_refresh: Option<Arc<RefreshTask>>,
 }
@@ -126,7 +131,7 @@ impl Service {
             FleetView::empty(settings, (parts.clock)()),
             power,
             extender_metrics,
-            parts.events,
+            Arc::clone(&parts.events),
             ExtenderSettings::of(&config),
         ));
         let target = Arc::clone(&extender);
@@ -147,8 +152,26 @@ impl Service {
             carbon_gauges,
             carbon: parts.carbon.source,
             clock: parts.clock,
+            events: parts.events,
             _carbon_refresh: carbon_refresh,
         })
+    }
+
+    /// Starts the carbon-window controller beside the extender (`carbonWindow.enabled` in
+    /// `serve`): it shares the carbon source, clock, Event writer and registry.
+    pub async fn spawn_carbon_window(&self) -> Result<Gating> {
+        let client = kube::Client::try_default()
+            .await
+            .context("carbonWindow: connecting to the apiserver (in-cluster or KUBECONFIG)")?;
+        spawn_gating(
+            &self.config,
+            client,
+            Arc::clone(&self.carbon),
+            self.clock.clone(),
+            Arc::clone(&self.events),
+            &self.registry,
+        )
+        .await
     }
 
     /// Starts the OCM score publisher beside the extender (`ocm.enabled` in `serve`): it
@@ -229,6 +252,84 @@ impl OcmScores {
             carbon_refresh,
         })
     }
+}
+
+/// `ecoplace carbon-window`: the carbon-window controller alone, with its carbon source,
+/// Event writer and registry.
+pub struct CarbonWindow {
+    /// The running controller.
+    pub gating: Gating,
+    /// The registry holding its metrics (`/metrics`).
+    pub registry: Registry,
+    /// The carbon source (`/readyz`).
+    pub carbon: Carbon,
+    /// A live carbon source's background refresh (stops when dropped).
+    pub carbon_refresh: Option<Arc<RefreshTask>>,
+}
+
+impl CarbonWindow {
+    /// Builds the carbon source `config` describes, connects to the apiserver the
+    /// environment names (in-cluster or KUBECONFIG) and joins the Lease election.
+    pub async fn start(config: Arc<Config>) -> Result<Self> {
+        let carbon = carbon_alone(&config)?;
+        let registry = Registry::new();
+        let carbon_refresh = carbon.start(&registry).await?;
+        let client = kube::Client::try_default()
+            .await
+            .context("connecting to the apiserver (in-cluster or KUBECONFIG)")?;
+        let events: Arc<dyn EventSink> = if config.events.enabled {
+            let metrics = EventMetrics::register(&registry).context("registering metrics")?;
+            Arc::new(KubeEvents::spawn(
+                client.clone(),
+                EventOptions::from_config(&config.events),
+                metrics,
+            ))
+        } else {
+            Arc::new(NoEvents)
+        };
+        let gating = spawn_gating(
+            &config,
+            client,
+            Arc::clone(&carbon.source),
+            Arc::new(Utc::now),
+            events,
+            &registry,
+        )
+        .await?;
+        Ok(Self {
+            gating,
+            registry,
+            carbon,
+            carbon_refresh,
+        })
+    }
+}
+
+/// Registers the controller's metrics in `registry` and starts it on `client`.
+pub async fn spawn_gating(
+    config: &Config,
+    client: kube::Client,
+    carbon: Arc<dyn CarbonIntensitySource>,
+    clock: Clock,
+    events: Arc<dyn EventSink>,
+    registry: &Registry,
+) -> Result<Gating> {
+    let metrics = WindowMetrics::register(registry).context("carbonWindow: registering metrics")?;
+    let settings = Arc::new(WindowSettings::of(config));
+    if settings.zones.is_empty() {
+        tracing::warn!(
+            "carbonWindow: no carbon zone (carbonWindow.zones, topology.carbonZones): every gated pod is released at once"
+        );
+    }
+    crate::carbon_window::spawn(crate::carbon_window::Inputs {
+        client,
+        carbon,
+        settings,
+        clock,
+        events,
+        metrics,
+    })
+    .await
 }
 
 /// Registers the publisher's metrics in `registry` and starts it on the hub the
@@ -379,7 +480,7 @@ pub fn sources(config: &Config, when: &str) -> Result<(PrometheusSource, Carbon)
     let url = kepler_client::prom::redact_url(&prom.endpoint.url);
     let source =
         PrometheusSource::new(prom).with_context(|| format!("telemetry.prometheus `{url}`"))?;
-    let carbon = carbon(config, &source)?;
+    let carbon = carbon(config, Some(&source))?;
     Ok((source, carbon))
 }
 
@@ -469,15 +570,27 @@ pub fn live_carbon(
     Ok(None)
 }
 
+/// The carbon source `config.carbon` describes, for a verb that reads no telemetry (the
+/// carbon-window controller): a Prometheus metric still connects through
+/// `telemetry.prometheus`.
+pub fn carbon_alone(config: &Config) -> Result<Carbon> {
+    match &config.carbon.prometheus {
+        Some(_) => Ok(sources(config, "for carbon.prometheus")?.1),
+        None => carbon(config, None),
+    }
+}
+
 /// The carbon source `config.carbon` describes; a Prometheus metric reuses `source`'s
 /// connection.
-pub fn carbon(config: &Config, source: &PrometheusSource) -> Result<Carbon> {
+pub fn carbon(config: &Config, source: Option<&PrometheusSource>) -> Result<Carbon> {
     let c = &config.carbon;
     if let Some(live) = live_carbon(c, Arc::new(Utc::now))? {
         tracing::info!("carbon: {}", live.describe());
         return Ok(Carbon::live(live));
     }
     if let Some(p) = &c.prometheus {
+        let source =
+            source.context("carbon.prometheus: needs telemetry.prometheus for the connection")?;
         let metric = PrometheusCarbon::new(source.client().clone(), p.clone())
             .context("carbon.prometheus")?;
         return Ok(Carbon::fixed(Arc::new(metric)));

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use scheduler::config::LeaseConfig;
-use scheduler::ocm::leader::Leadership;
+use scheduler::lease::Leadership;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -333,7 +333,7 @@ async fn ocm_scores_releases_its_lease_before_it_exits_on_sigterm() {
     eprintln!("ocm-scores after SIGTERM: {r:?}");
     assert!(r.release < Duration::from_secs(2), "{r:?}");
     assert!(r.exit < Duration::from_secs(5), "{r:?}");
-    // The waiting peer re-reads the Lease every second (ocm::leader::RECHECK), so it takes
+    // The waiting peer re-reads the Lease every second (lease::RECHECK), so it takes
     // the released Lease over within about a second, not when the old expiry passes.
     assert!(r.takeover < Duration::from_secs(3), "{r:?}");
 }

@@ -45,7 +45,7 @@ async fn prometheus_feeds_the_extender_and_its_loss_fails_open() {
     // The demo's node facts and power profiles; telemetry, carbon and the clock are live.
     let mut parts = runtime::demo(config(&prom.url())).unwrap();
     let source = PrometheusSource::new(parts.config.telemetry.prometheus.clone().unwrap()).unwrap();
-    parts.carbon = runtime::carbon(&parts.config, &source).unwrap();
+    parts.carbon = runtime::carbon(&parts.config, Some(&source)).unwrap();
     parts.telemetry = Arc::new(source);
     parts.clock = Arc::new(Utc::now);
     let svc = Service::start(parts, Duration::from_millis(500))

@@ -480,7 +480,7 @@ async fn extender(config: Config) -> (Service, String) {
     let source =
         kepler_client::PrometheusSource::new(parts.config.telemetry.prometheus.clone().unwrap())
             .unwrap();
-    parts.carbon = runtime::carbon(&parts.config, &source).unwrap();
+    parts.carbon = runtime::carbon(&parts.config, Some(&source)).unwrap();
     parts.clock = Arc::new(Utc::now);
     let svc = Service::start(parts, Duration::from_millis(200))
         .await

@@ -42,6 +42,32 @@ pub struct ShiftCandidate {
     pub watts: f64,
 }
 
+/// How long a forecast's last point is trusted to hold past its start (hourly points: one
+/// hour).
+pub const LAST_POINT_HOLDS: Duration = Duration::hours(1);
+
+impl ShiftCandidate {
+    /// A candidate whose forecast is known up to its last point plus
+    /// [`LAST_POINT_HOLDS`] (`at` when it has none: only starting at once is priced).
+    pub fn new(
+        target: impl Into<String>,
+        carbon: CarbonOutlook,
+        watts: f64,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let forecast_until = carbon
+            .forecast
+            .last()
+            .map_or(at, |(last, _)| *last + LAST_POINT_HOLDS);
+        Self {
+            target: target.into(),
+            carbon,
+            forecast_until,
+            watts,
+        }
+    }
+}
+
 /// Cores per target and time slot that deferred jobs may use; what is reserved so far.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlotBudget {
@@ -191,6 +217,12 @@ impl SlotBudget {
         for i in self.slots(d.start, job.duration) {
             *self.used.entry((target.clone(), i)).or_default() += job.cores;
         }
+    }
+
+    /// Forgets the slots that ended before `t` (a long-running booker stays bounded).
+    pub fn forget_before(&mut self, t: DateTime<Utc>) {
+        let now = self.index(t);
+        self.used.retain(|(_, i), _| *i >= now);
     }
 
     /// Frees what a job booked at `start` on `target` (it was deleted or started elsewhere).

@@ -89,6 +89,25 @@ fn a_near_deadline_or_a_flat_forecast_starts_now() {
 }
 
 #[test]
+fn forgotten_slots_free_their_cores_and_later_ones_stay_booked() {
+    let c = [candidate("de", &[400.0, 100.0, 100.0, 100.0], 200.0)];
+    let mut budget = SlotBudget::new(Duration::hours(1), 1.0);
+    let j = job(120, 4);
+    let d = choose_start(&j, &c, &budget);
+    assert_eq!(d.start, hours(1));
+    budget.reserve(&j, &d);
+    assert_eq!(
+        (budget.used("de", hours(1)), budget.used("de", hours(2))),
+        (1.0, 1.0)
+    );
+    budget.forget_before(hours(2));
+    assert_eq!(
+        (budget.used("de", hours(1)), budget.used("de", hours(2))),
+        (0.0, 1.0)
+    );
+}
+
+#[test]
 fn the_budget_spreads_a_herd_over_the_next_cleanest_hours() {
     // Hour 3 is the cleanest, then 4, then 2; 2 cores per hour and target.
     let c = [candidate(

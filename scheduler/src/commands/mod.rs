@@ -3,6 +3,7 @@
 //! else imports `commands`.
 
 pub mod args;
+pub mod carbon_window;
 pub mod config;
 pub mod ocm_scores;
 pub mod place;

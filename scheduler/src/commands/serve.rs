@@ -65,18 +65,36 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     if parts.config.ocm.enabled && args.demo {
         tracing::warn!("ocm.enabled is ignored with --demo: the score publisher needs an OCM hub");
     }
+    if parts.config.carbon_window.enabled && args.demo {
+        tracing::warn!(
+            "carbonWindow.enabled is ignored with --demo: the controller needs an apiserver"
+        );
+    }
     let with_ocm = parts.config.ocm.enabled && !args.demo;
+    let with_gating = parts.config.carbon_window.enabled && !args.demo;
     let svc = Service::start(parts, Duration::from_secs(1)).await?;
     let ocm = match with_ocm {
         true => Some(svc.spawn_ocm().await?),
         false => None,
     };
-    // On the signal the publisher stops and releases its Lease while the listeners drain.
+    let gating = match with_gating {
+        true => Some(svc.spawn_carbon_window().await?),
+        false => None,
+    };
+    // On the signal the publisher and the controller stop and release their Leases while
+    // the listeners drain.
     let ocm_stopped = ocm.map(|publishing| {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             shutdown.requested().await;
             publishing.stop(shutdown.grace(), RELEASE_TIMEOUT).await;
+        })
+    });
+    let gating_stopped = gating.map(|gating| {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.requested().await;
+            gating.stop(shutdown.grace(), RELEASE_TIMEOUT).await;
         })
     });
     let mut probes_stopped = None;
@@ -148,7 +166,11 @@ pub async fn run(args: ServeArgs) -> Result<()> {
             shutdown.drain("extender", server).await?;
         }
     }
-    for task in probes_stopped.into_iter().chain(ocm_stopped) {
+    for task in probes_stopped
+        .into_iter()
+        .chain(ocm_stopped)
+        .chain(gating_stopped)
+    {
         let _ = task.await;
     }
     tracing::info!(signal = shutdown.reason(), "ecoplace serve stopped");

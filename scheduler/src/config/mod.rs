@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod carbon;
+mod carbon_window;
 mod events;
 mod extender;
 mod kubernetes;
@@ -22,6 +23,7 @@ mod telemetry;
 mod topology;
 
 pub use carbon::CarbonConfig;
+pub use carbon_window::CarbonWindowConfig;
 pub use events::EventsConfig;
 pub use extender::{ExtenderConfig, TlsConfig};
 pub use kubernetes::KubernetesConfig;
@@ -59,6 +61,8 @@ pub struct Config {
     pub rebalance: NodeRebalanceConfig,
     /// The Kubernetes watches behind the extender's node facts.
     pub kubernetes: KubernetesConfig,
+    /// Carbon-aware time shifting: the scheduling-gate controller.
+    pub carbon_window: CarbonWindowConfig,
 }
 
 /// An invalid configuration, with the field path.
@@ -124,7 +128,7 @@ impl Config {
     /// Semantic checks serde cannot express; `(field path, reason)`. Each section checks
     /// itself (paths below it); what spans sections is checked here.
     fn check(&self) -> Checked {
-        let sections: [(&str, Checked); 10] = [
+        let sections: [(&str, Checked); 11] = [
             ("extender", self.extender.check()),
             ("telemetry", self.telemetry.check()),
             ("kubernetes", self.kubernetes.check()),
@@ -135,6 +139,10 @@ impl Config {
             ("ocm", self.ocm.check()),
             ("power", self.power.check()),
             ("carbon", self.carbon.check()),
+            (
+                "carbonWindow",
+                self.carbon_window.check(&self.ocm.lease.name),
+            ),
         ];
         for (section, checked) in sections {
             checked.map_err(|(f, r)| (format!("{section}.{f}"), r))?;

@@ -69,6 +69,22 @@ impl Default for LeaseConfig {
     }
 }
 
+impl LeaseConfig {
+    /// Semantic checks; the field path below the section (`lease`).
+    pub fn check(&self) -> Checked {
+        if self.duration_seconds == 0 || self.renew_before_seconds >= self.duration_seconds {
+            return field(
+                "lease",
+                format!(
+                    "need 0 ≤ renewBeforeSeconds < durationSeconds, got {} and {}",
+                    self.renew_before_seconds, self.duration_seconds
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
 impl OcmConfig {
     /// Semantic checks; the field path below `ocm`.
     pub fn check(&self) -> Checked {
@@ -90,17 +106,7 @@ impl OcmConfig {
         if let Some(o) = &self.objective {
             check_preset("objective", o)?;
         }
-        if self.lease.duration_seconds == 0
-            || self.lease.renew_before_seconds >= self.lease.duration_seconds
-        {
-            return field(
-                "lease",
-                format!(
-                    "need 0 ≤ renewBeforeSeconds < durationSeconds, got {} and {}",
-                    self.lease.renew_before_seconds, self.lease.duration_seconds
-                ),
-            );
-        }
+        self.lease.check()?;
         for r in &self.user_regions {
             if !is_score_name_part(r) {
                 return field(

@@ -89,10 +89,22 @@ impl PodEvent {
     }
 
     fn new(pod: &Meta, kind: EventKind, reason: &'static str, note: String) -> Self {
+        Self::about(&pod.namespace, &pod.name, &pod.uid, kind, reason, note)
+    }
+
+    /// An event about the pod `namespace/name` with `uid` (the note cut to 1 KiB).
+    pub fn about(
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        kind: EventKind,
+        reason: &'static str,
+        note: String,
+    ) -> Self {
         Self {
-            namespace: pod.namespace.clone(),
-            name: pod.name.clone(),
-            uid: pod.uid.clone(),
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            uid: uid.to_string(),
             kind,
             reason,
             note: truncate(note, MAX_NOTE_BYTES),

@@ -4,11 +4,10 @@
 //! the scores into each cluster's namespace; one replica publishes, chosen by a Lease.
 //!
 //! [`crd`] has the OCM types, [`scores`] the pure cluster → score mapping, [`publisher`]
-//! the apiserver writes and the loop, [`leader`] the Lease glue. It may import `config` and
-//! `fleet` (quantities, carbon outlooks, the carbon gauges).
+//! the apiserver writes and the loop; `crate::lease` elects the publishing replica. It may
+//! import `config`, `fleet` (quantities, carbon outlooks, the carbon gauges) and `lease`.
 
 pub mod crd;
-pub mod leader;
 pub mod metrics;
 pub mod publisher;
 pub mod scores;
@@ -62,7 +61,7 @@ pub struct Inputs {
 /// A running publisher and this replica's place in the Lease election.
 #[derive(Debug)]
 pub struct Publishing {
-    leadership: leader::Leadership,
+    leadership: crate::lease::Leadership,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -114,16 +113,13 @@ impl Publishing {
 pub async fn spawn(inputs: Inputs) -> anyhow::Result<Publishing> {
     use anyhow::Context;
     let lease = &inputs.settings.ocm.lease;
-    let namespace = lease
-        .namespace
-        .clone()
-        .or_else(|| std::env::var("POD_NAMESPACE").ok())
-        .filter(|n| !n.is_empty())
+    let namespace = crate::lease::namespace(lease)
         .context("ocm.lease.namespace: not set and no POD_NAMESPACE in the environment")?;
-    let identity = leader::identity();
-    let leadership = leader::Leadership::join(inputs.client.clone(), lease, &namespace, &identity)
-        .await
-        .with_context(|| format!("joining Lease {namespace}/{}", lease.name))?;
+    let identity = crate::lease::identity();
+    let leadership =
+        crate::lease::Leadership::join(inputs.client.clone(), lease, &namespace, &identity)
+            .await
+            .with_context(|| format!("joining Lease {namespace}/{}", lease.name))?;
     tracing::info!(%identity, lease = %lease.name, %namespace, "OCM score publisher started");
     let publisher = publisher::Publisher {
         client: inputs.client,

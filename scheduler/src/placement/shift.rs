@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use optimizer::shift::{DeferrableJob, ShiftCandidate, SlotBudget, choose_start};
+use optimizer::shift::{DeferrableJob, LAST_POINT_HOLDS, ShiftCandidate, SlotBudget, choose_start};
 use optimizer::{CarbonOutlook, Target, Workload};
 
 use super::mapping::DEFAULT_DURATION_S;
@@ -14,9 +14,6 @@ use super::response::{ShiftReport, WorkloadPlacement};
 
 /// Length of the start slots: starts are considered at every quarter hour.
 const SLOT_MINUTES: i64 = 15;
-
-/// How far a step forecast's last point is trusted to hold.
-const LAST_POINT_HOLDS: Duration = Duration::hours(1);
 
 /// The outlook of a run spread over clusters with `weights` (its watts on each): the
 /// weighted mean of their step curves, itself a step curve.

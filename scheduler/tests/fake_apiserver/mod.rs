@@ -1,5 +1,6 @@
 //! An in-process fake Kubernetes apiserver for tests: Nodes and Pods (list, and chunked
-//! watches with bookmarks replaying a change log) and events.k8s.io/v1 Event writes,
+//! watches with bookmarks replaying a change log), Pod patches (JSON and merge) and
+//! events.k8s.io/v1 Event writes,
 //! all in the upstream JSON shapes; it records what clients asked for. Faults: open
 //! watches can be closed (cleanly, or cut off with an error), and Node/Pod calls can fail
 //! for a while (lists 500, watches end at once with a 410 Expired event).
@@ -7,6 +8,7 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod eviction;
+pub mod patch;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -41,6 +43,8 @@ pub struct Data {
     pub evictions: Vec<eviction::EvictionCall>,
     /// The HTTP status an eviction of the pod with this name gets (201 if absent).
     pub eviction_replies: HashMap<String, u16>,
+    /// Every Pod PATCH, in order.
+    pub patches: Vec<patch::PatchCall>,
 }
 
 pub struct Fake {
@@ -373,6 +377,10 @@ pub async fn start_with_config(gate_open: bool) -> (Shared, watch::Sender<bool>,
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}/eviction",
             post(eviction::evict),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}",
+            axum::routing::patch(patch::patch_pod),
         )
         .route(
             "/apis/events.k8s.io/v1/namespaces/{ns}/events/{name}",

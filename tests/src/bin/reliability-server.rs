@@ -49,7 +49,7 @@ async fn serve(prom_yml: &str, prom_url: &str, addr: &str) -> Result<()> {
         .clone()
         .context("telemetry.prometheus")?;
     let source = PrometheusSource::new(prom)?;
-    parts.carbon = runtime::carbon(&parts.config, &source)?;
+    parts.carbon = runtime::carbon(&parts.config, Some(&source))?;
     parts.telemetry = Arc::new(source);
     parts.clock = Arc::new(Utc::now);
     let svc = Service::start(parts, Duration::from_millis(500)).await?;

@@ -1,5 +1,7 @@
-//! Leader election on a `coordination.k8s.io/v1` Lease with the `kube-lease-manager` crate:
-//! every replica runs a manager with its own identity; the one holding the Lease publishes.
+//! Leader election on a `coordination.k8s.io/v1` Lease with the `kube-lease-manager` crate,
+//! shared by the OCM score publisher and the carbon-window controller: every replica runs a
+//! manager with its own identity; the one holding the Lease acts. A leaf: it imports only
+//! `config`.
 //!
 //! Semantics: the holder renews `renewBeforeSeconds` before the Lease's `durationSeconds`
 //! run out; another replica takes an expired Lease over. A replica that stops calls
@@ -50,7 +52,7 @@ impl Leadership {
             .build()
             .await?;
         let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(elect(manager, tx, RECHECK));
+        let task = tokio::spawn(elect(manager, tx, RECHECK, config.name.clone()));
         Ok(Self { rx, task })
     }
 
@@ -93,6 +95,7 @@ async fn elect(
     manager: LeaseManager,
     tx: watch::Sender<bool>,
     recheck: Duration,
+    name: String,
 ) -> Result<LeaseManager, LeaseManagerError> {
     let mut leading = false;
     let mut backoff = Duration::from_secs(1);
@@ -110,7 +113,7 @@ async fn elect(
                     backoff = Duration::from_secs(1);
                 }
                 Err(e) => {
-                    tracing::warn!("OCM Lease: {e} (retrying in {} s)", backoff.as_secs());
+                    tracing::warn!(lease = %name, "Lease: {e} (retrying in {} s)", backoff.as_secs());
                     tokio::select! {
                         () = tx.closed() => {}
                         () = tokio::time::sleep(backoff) => {}
@@ -120,7 +123,7 @@ async fn elect(
             },
             () = tokio::time::sleep(recheck), if !leading => {
                 if let Err(e) = manager.release().await {
-                    tracing::debug!("OCM Lease: re-reading it: {e}");
+                    tracing::debug!(lease = %name, "Lease: re-reading it: {e}");
                 }
             }
         }
@@ -136,6 +139,16 @@ pub enum ReleaseError {
     /// The renewing task had already ended abnormally.
     #[error("the Lease renewing task ended: {0}")]
     Task(tokio::task::JoinError),
+}
+
+/// The Lease's namespace: `config.namespace`, else the `POD_NAMESPACE` environment
+/// variable (the shipped manifests set it from the pod's namespace).
+pub fn namespace(config: &LeaseConfig) -> Option<String> {
+    config
+        .namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .filter(|n| !n.is_empty())
 }
 
 /// This replica's identity: `POD_NAME`, else `HOSTNAME`, else the process id.
