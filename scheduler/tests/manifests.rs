@@ -328,6 +328,7 @@ fn dashboard_and_alerts_use_exported_metrics() {
         "scheduler/src/extender/metrics.rs",
         "scheduler/src/fleet/metrics.rs",
         "scheduler/src/ocm/metrics.rs",
+        "scheduler/src/carbon_window/metrics.rs",
     ]
     .iter()
     .flat_map(|rel| ecoplace_metric_names(&std::fs::read_to_string(repo().join(rel)).unwrap()))
