@@ -368,7 +368,8 @@ fn a_sweep_runs_every_seed_and_season_and_summarises_per_policy() {
     );
     assert!(stdout.contains("4 scenarios × 2 policies"), "{stdout}");
     assert!(stdout.contains("noisy"), "the forecast is named: {stdout}");
-    assert!(stdout.contains("by cleaner energy"), "{stdout}");
+    assert!(stdout.contains("by time kg"), "{stdout}");
+    assert!(stdout.contains("batch share of the saving"), "{stdout}");
     let csv = std::fs::read_to_string(dir.path().join("sweep.csv")).expect("sweep.csv");
     // Header and 4 scenarios × 2 policies.
     assert_eq!(csv.lines().count(), 9, "{csv}");
@@ -394,6 +395,21 @@ fn a_sweep_runs_every_seed_and_season_and_summarises_per_policy() {
         let parts = row["saved_by_less_energy_kg"].as_f64().unwrap()
             + row["saved_by_cleaner_energy_kg"].as_f64().unwrap();
         assert!((saved - parts).abs() < 0.01, "{saved} vs {parts}");
+        let split =
+            row["saved_by_time_kg"].as_f64().unwrap() + row["saved_by_place_kg"].as_f64().unwrap();
+        let cleaner = row["saved_by_cleaner_energy_kg"].as_f64().unwrap();
+        assert!(
+            (split - cleaner).abs() < 0.01,
+            "time + place {split} vs cleaner {cleaner}"
+        );
+        let batch =
+            base["batch_carbon_kg"].as_f64().unwrap() - row["batch_carbon_kg"].as_f64().unwrap();
+        assert!((row["saved_on_batch_kg"].as_f64().unwrap() - batch).abs() < 0.01);
+        assert!(
+            row["batch_carbon_kg"].as_f64().unwrap() > 0.0,
+            "batch jobs draw power"
+        );
+        assert!(row["batch_carbon_kg"].as_f64().unwrap() < row["carbon_kg"].as_f64().unwrap());
     }
 
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_ecoplace"))

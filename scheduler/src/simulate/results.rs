@@ -14,6 +14,14 @@ pub struct Counters {
     pub carbon_g: f64,
     /// Energy per cluster, joules.
     pub energy_j_by_cluster: Vec<f64>,
+    /// Energy and emissions per hour of the period (joules, gCO2e), for the time/place
+    /// attribution.
+    pub by_hour: Vec<(f64, f64)>,
+    /// Energy attributed to batch jobs, joules: each node's power shared by its pods' CPU
+    /// use (an idle node's power is nobody's).
+    pub batch_energy_j: f64,
+    /// Emissions attributed to batch jobs the same way, gCO2e.
+    pub batch_carbon_g: f64,
     /// Node-steps with the node awake.
     pub node_steps_on: u64,
     /// Latency of every running service replica-step, by latency in µs.
@@ -115,6 +123,13 @@ pub struct PolicyResult {
     pub mean_intensity_g_per_kwh: f64,
     /// Energy per cluster, kWh.
     pub energy_kwh_by_cluster: BTreeMap<String, f64>,
+    /// Energy attributed to batch jobs (each node's power shared by its pods' CPU use), kWh.
+    pub batch_energy_kwh: f64,
+    /// Emissions attributed to batch jobs the same way, kgCO2e.
+    pub batch_carbon_kg: f64,
+    /// Energy (kWh) and emissions (kgCO2e) per hour of the period (not in the JSON).
+    #[serde(skip)]
+    pub by_hour: Vec<(f64, f64)>,
     /// Service replica-steps beyond the SLO.
     pub replica_steps_over_slo: u64,
     /// Service replica-steps wanted but not running.
@@ -175,6 +190,13 @@ impl PolicyResult {
                 .iter()
                 .zip(&c.energy_j_by_cluster)
                 .map(|(n, j)| (n.clone(), round(j / JOULES_PER_KWH, 3)))
+                .collect(),
+            batch_energy_kwh: round(c.batch_energy_j / JOULES_PER_KWH, 3),
+            batch_carbon_kg: round(c.batch_carbon_g / 1000.0, 3),
+            by_hour: c
+                .by_hour
+                .iter()
+                .map(|(j, g)| (j / JOULES_PER_KWH, g / 1000.0))
                 .collect(),
             replica_steps_over_slo: c.replica_steps_over_slo,
             replica_steps_pending: c.replica_steps_pending,

@@ -7,6 +7,14 @@
 //! the first term is what using less energy saved at the autoscaler's intensity, the
 //! second what drawing the energy it did use at a lower intensity saved. The two add up
 //! to the saving exactly.
+//!
+//! The cleaner-energy term splits by hour `h` (energy shares `w_h = E_h / E`, hourly
+//! intensities `I_h = C_h / E_h`) into *time* — `E_p·Σ_h (w_a,h − w_p,h)·I_a,h`, drawing
+//! more in the hours that were clean for `autoscaler` — and *place* —
+//! `E_p·Σ_h w_p,h·(I_a,h − I_p,h)`, drawing cleaner zones than `autoscaler` did in the same
+//! hour; they add up to the cleaner-energy term exactly. The *batch* saving is the
+//! difference of the carbon attributed to batch jobs (each node's power shared by its
+//! pods' CPU use), shown beside the total.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -52,6 +60,14 @@ pub struct SweepRow {
     pub saved_by_less_energy_kg: Option<f64>,
     /// Of the carbon saved against `autoscaler`, kg saved by drawing cleaner energy.
     pub saved_by_cleaner_energy_kg: Option<f64>,
+    /// Of the cleaner-energy saving, kg from drawing in cleaner hours (time).
+    pub saved_by_time_kg: Option<f64>,
+    /// Of the cleaner-energy saving, kg from drawing cleaner zones in the same hour (place).
+    pub saved_by_place_kg: Option<f64>,
+    /// Carbon attributed to batch jobs, kg.
+    pub batch_carbon_kg: f64,
+    /// Of the carbon saved against `autoscaler`, kg saved on batch jobs' share.
+    pub saved_on_batch_kg: Option<f64>,
     /// Carbon above `peaks` in the same scenario, kg (negative = less).
     pub carbon_vs_peaks_kg: Option<f64>,
 }
@@ -114,6 +130,14 @@ pub struct PolicySweep {
     pub saved_by_less_energy_kg: Option<Spread>,
     /// Carbon saved against `autoscaler` by drawing cleaner energy, kg per run.
     pub saved_by_cleaner_energy_kg: Option<Spread>,
+    /// Of that, by drawing in cleaner hours, kg per run.
+    pub saved_by_time_kg: Option<Spread>,
+    /// Of that, by drawing cleaner zones in the same hour, kg per run.
+    pub saved_by_place_kg: Option<Spread>,
+    /// Carbon attributed to batch jobs, kg per run.
+    pub batch_carbon_kg: Spread,
+    /// Carbon saved against `autoscaler` on batch jobs' share, kg per run.
+    pub saved_on_batch_kg: Option<Spread>,
     /// Runs with more carbon than `autoscaler`.
     pub runs_above_autoscaler: usize,
     /// Runs with more carbon than `peaks`.
@@ -186,10 +210,7 @@ fn rows_of(
         .iter()
         .filter_map(|name| results.get(name).map(|r| (name, r)))
         .map(|(name, r)| {
-            let (less, cleaner) = autoscaler.map_or((None, None), |a| {
-                let (less, cleaner) = attribute(a, r);
-                (Some(less), Some(cleaner))
-            });
+            let split = autoscaler.map(|a| attribute(a, r));
             SweepRow {
                 season: season.to_string(),
                 start,
@@ -204,28 +225,69 @@ fn rows_of(
                 carbon_vs_autoscaler_pct: r.carbon_vs_autoscaler_pct,
                 energy_vs_autoscaler_pct: r.energy_vs_autoscaler_pct,
                 carbon_vs_default_pct: r.carbon_change_pct,
-                saved_by_less_energy_kg: less,
-                saved_by_cleaner_energy_kg: cleaner,
+                saved_by_less_energy_kg: split.map(|s| s.less_energy),
+                saved_by_cleaner_energy_kg: split.map(|s| s.time + s.place),
+                saved_by_time_kg: split.map(|s| s.time),
+                saved_by_place_kg: split.map(|s| s.place),
+                batch_carbon_kg: r.batch_carbon_kg,
+                saved_on_batch_kg: split.map(|s| s.batch),
                 carbon_vs_peaks_kg: peaks.map(|p| round(r.carbon_kg - p.carbon_kg, 3)),
             }
         })
         .collect()
 }
 
-/// `(less energy, cleaner energy)` kg of `r`'s carbon saving against `base` (see the
-/// module docs); they sum to `base.carbon_kg − r.carbon_kg`.
-pub fn attribute(base: &PolicyResult, r: &PolicyResult) -> (f64, f64) {
-    let intensity = |p: &PolicyResult| {
-        if p.energy_kwh > 0.0 {
-            p.carbon_kg / p.energy_kwh
-        } else {
-            0.0
-        }
-    };
-    let (ia, ip) = (intensity(base), intensity(r));
+/// Where a policy's carbon saving against a base comes from, kg (see the module docs):
+/// `less_energy + time + place` is the whole saving; `batch` is the part on batch jobs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attribution {
+    /// Using less energy, at the base's intensity.
+    pub less_energy: f64,
+    /// Drawing more of its energy in the hours that were clean for the base.
+    pub time: f64,
+    /// Drawing cleaner zones than the base in the same hour.
+    pub place: f64,
+    /// The base's batch carbon less the policy's.
+    pub batch: f64,
+}
+
+/// Where `r`'s carbon saving against `base` comes from (see the module docs).
+pub fn attribute(base: &PolicyResult, r: &PolicyResult) -> Attribution {
+    let intensity = |e: f64, c: f64| if e > 0.0 { c / e } else { 0.0 };
+    let ia = intensity(base.energy_kwh, base.carbon_kg);
     let less = (base.energy_kwh - r.energy_kwh) * ia;
-    let cleaner = r.energy_kwh * (ia - ip);
-    (round(less, 3), round(cleaner, 3))
+    let (ea, ep) = (
+        base.by_hour.iter().map(|h| h.0).sum::<f64>(),
+        r.by_hour.iter().map(|h| h.0).sum::<f64>(),
+    );
+    let hours = base.by_hour.len().max(r.by_hour.len());
+    let (mut time, mut place) = (0.0, 0.0);
+    for h in 0..hours {
+        let (e_a, c_a) = base.by_hour.get(h).copied().unwrap_or((0.0, 0.0));
+        let (e_p, c_p) = r.by_hour.get(h).copied().unwrap_or((0.0, 0.0));
+        let i_a = if e_a > 0.0 { c_a / e_a } else { ia };
+        let w_a = if ea > 0.0 { e_a / ea } else { 0.0 };
+        let w_p = if ep > 0.0 { e_p / ep } else { 0.0 };
+        time += (w_a - w_p) * i_a;
+        if e_p > 0.0 {
+            place += w_p * (i_a - c_p / e_p);
+        }
+    }
+    // The hourly sums carry the unrounded totals; scale them onto the reported energy so
+    // that the parts add up to the reported saving.
+    let cleaner = r.energy_kwh * (ia - intensity(r.energy_kwh, r.carbon_kg));
+    let (time, place) = if (time + place).abs() > 1e-12 {
+        let k = cleaner / (time + place);
+        (time * k, place * k)
+    } else {
+        (0.0, cleaner)
+    };
+    Attribution {
+        less_energy: round(less, 3),
+        time: round(time, 3),
+        place: round(place, 3),
+        batch: round(base.batch_carbon_kg - r.batch_carbon_kg, 3),
+    }
 }
 
 fn summarise(rows: &[SweepRow], policy: &str) -> PolicySweep {
@@ -249,6 +311,10 @@ fn summarise(rows: &[SweepRow], policy: &str) -> PolicySweep {
         carbon_vs_default_pct: some(&|r| r.carbon_vs_default_pct),
         saved_by_less_energy_kg: some(&|r| r.saved_by_less_energy_kg),
         saved_by_cleaner_energy_kg: some(&|r| r.saved_by_cleaner_energy_kg),
+        saved_by_time_kg: some(&|r| r.saved_by_time_kg),
+        saved_by_place_kg: some(&|r| r.saved_by_place_kg),
+        batch_carbon_kg: all(&|r| r.batch_carbon_kg),
+        saved_on_batch_kg: some(&|r| r.saved_on_batch_kg),
         runs_above_autoscaler: mine
             .iter()
             .filter(|r| r.carbon_vs_autoscaler_pct.is_some_and(|c| c > 0.0))
@@ -306,36 +372,49 @@ impl Sweep {
         let _ = writeln!(
             out,
             "\n## Where the carbon saving against `autoscaler` comes from\n\n\
-             Saving = (E_autoscaler − E)·I_autoscaler (*less energy*) + E·(I_autoscaler − I) (*cleaner energy*), \
-             kgCO2e per scenario, mean ± sd [range]; the two add up to the saving.\n"
+             Saving = (E_autoscaler − E)·I_autoscaler (*less energy*) + E·(I_autoscaler − I) (*cleaner energy*); \
+             the cleaner energy splits by hour into *time* (more energy in the hours that were clean for autoscaler) \
+             and *place* (cleaner zones than autoscaler in the same hour). *Batch* is the saving on the carbon \
+             attributed to batch jobs (each node's power shared by its pods' CPU use), part of the total. \
+             kgCO2e per scenario, mean ± sd [range]; less energy + time + place = saved.\n"
         );
         let _ = writeln!(
             out,
-            "| policy | carbon kg | saved kg | by less energy kg | by cleaner energy kg | cleaner share of the saving % |"
+            "| policy | carbon kg | saved kg | by less energy kg | by time kg | by place kg | cleaner share % | batch carbon kg | saved on batch kg | batch share of the saving % |"
         );
-        let _ = writeln!(out, "|---|---|---|---|---|---|");
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|");
         for name in &self.order {
             let Some(p) = self.policies.get(name) else {
                 continue;
             };
-            let (Some(less), Some(cleaner)) =
-                (p.saved_by_less_energy_kg, p.saved_by_cleaner_energy_kg)
-            else {
+            let (Some(less), Some(time), Some(place), Some(batch)) = (
+                p.saved_by_less_energy_kg,
+                p.saved_by_time_kg,
+                p.saved_by_place_kg,
+                p.saved_on_batch_kg,
+            ) else {
                 continue;
             };
-            let saved = less.mean + cleaner.mean;
-            let share = if saved.abs() > 1e-9 {
-                format!("{:.0}", 100.0 * cleaner.mean / saved).replace('-', "−")
-            } else {
-                "–".into()
+            let saved = less.mean + time.mean + place.mean;
+            let share = |part: f64| {
+                if saved.abs() > 1e-9 {
+                    format!("{:.0}", 100.0 * part / saved).replace('-', "−")
+                } else {
+                    "–".into()
+                }
             };
             let _ = writeln!(
                 out,
-                "| {name} | {} | {} | {} | {} | {share} |",
+                "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 cell(&p.carbon_kg, 2),
                 format!("{saved:.2}").replace('-', "−"),
                 cell(&less, 2),
-                cell(&cleaner, 2),
+                cell(&time, 2),
+                cell(&place, 2),
+                share(time.mean + place.mean),
+                cell(&p.batch_carbon_kg, 2),
+                cell(&batch, 2),
+                share(batch.mean),
             );
         }
         out
@@ -370,20 +449,38 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
-    fn result(energy_kwh: f64, carbon_kg: f64) -> PolicyResult {
+    /// A result from hourly (kWh, kg) and its batch carbon.
+    fn result(by_hour: &[(f64, f64)], batch_kg: f64) -> PolicyResult {
         let mut r = PolicyResult::from_counters(&Default::default(), &[], 1.0);
-        r.energy_kwh = energy_kwh;
-        r.carbon_kg = carbon_kg;
+        r.energy_kwh = by_hour.iter().map(|h| h.0).sum();
+        r.carbon_kg = by_hour.iter().map(|h| h.1).sum();
+        r.by_hour = by_hour.to_vec();
+        r.batch_carbon_kg = batch_kg;
         r
     }
 
     #[test]
     fn attribution_adds_up_to_the_saving() {
-        // 100 kWh at 300 g against 80 kWh at 200 g: 14 kg saved.
-        let (less, cleaner) = attribute(&result(100.0, 30.0), &result(80.0, 16.0));
-        assert!((less - 6.0).abs() < 1e-9, "{less}");
-        assert!((cleaner - 8.0).abs() < 1e-9, "{cleaner}");
-        assert!((less + cleaner - 14.0).abs() < 1e-9);
+        // Base: 50 kWh at 400 g then 50 at 200 g (30 kg). Policy: the same hours' energy
+        // moved to the clean hour and 20 kWh less (80 kWh, all in hour 2, at 150 g there:
+        // a cleaner zone too): 12 kg.
+        let a = attribute(
+            &result(&[(50.0, 20.0), (50.0, 10.0)], 9.0),
+            &result(&[(0.0, 0.0), (80.0, 12.0)], 4.0),
+        );
+        // Less energy: 20 kWh × 0.3 kg/kWh = 6 kg. Time: 80 × (0.5·0.4 + 0.5·0.2 − 0.2) = 8.
+        // Place: 80 × (0.2 − 0.15) = 4. Batch: 9 − 4 = 5.
+        assert!((a.less_energy - 6.0).abs() < 1e-9, "{a:?}");
+        assert!((a.time - 8.0).abs() < 1e-9, "{a:?}");
+        assert!((a.place - 4.0).abs() < 1e-9, "{a:?}");
+        assert!((a.less_energy + a.time + a.place - 18.0).abs() < 1e-9);
+        assert!((a.batch - 5.0).abs() < 1e-9);
+        // Same hours, same energy, one cleaner zone: all place.
+        let a = attribute(
+            &result(&[(10.0, 4.0), (10.0, 4.0)], 0.0),
+            &result(&[(10.0, 2.0), (10.0, 2.0)], 0.0),
+        );
+        assert_eq!((a.less_energy, a.time, a.place), (0.0, 0.0, 4.0));
     }
 
     #[test]

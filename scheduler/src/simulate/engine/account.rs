@@ -33,17 +33,44 @@ impl Sim<'_> {
         }
     }
 
+    /// Counts `joules` drawn in cluster `c` at `g_per_kwh` in the step starting `t`, the
+    /// share `batch_share` of it by batch jobs: totals, per cluster, per hour, batch.
+    pub(super) fn book(
+        &mut self,
+        t: DateTime<Utc>,
+        c: usize,
+        joules: f64,
+        g_per_kwh: f64,
+        batch_share: f64,
+    ) {
+        let grams = joules / kepler_client::accounting::JOULES_PER_KWH * g_per_kwh;
+        let counters = &mut self.counters;
+        counters.energy_j += joules;
+        counters.energy_j_by_cluster[c] += joules;
+        counters.carbon_g += grams;
+        counters.batch_energy_j += joules * batch_share;
+        counters.batch_carbon_g += grams * batch_share;
+        let hour = usize::try_from((t - self.settings.start).num_hours()).unwrap_or(0);
+        if counters.by_hour.len() <= hour {
+            counters.by_hour.resize(hour + 1, (0.0, 0.0));
+        }
+        counters.by_hour[hour].0 += joules;
+        counters.by_hour[hour].1 += grams;
+    }
+
     /// Power, energy and carbon over `[t, t + step)` (usage at mid-step), latency and
     /// SLOs of every wanted service replica.
     pub(super) fn account(&mut self, t: DateTime<Utc>) -> Result<()> {
         let dt = self.settings.step_s as f64;
         let mid = t + Duration::seconds(self.settings.step_s / 2);
         let used = self.used_cores(mid);
+        let batch = self.batch_cores(mid);
         let mut intensity = Vec::with_capacity(self.fleet.clusters.len());
         for c in &self.fleet.clusters {
             intensity.push(self.fleet.carbon.intensity_at(&c.carbon_zone, mid)?);
         }
         let mut watts = vec![0.0; self.nodes.len()];
+        let mut drawn = Vec::with_capacity(self.nodes.len());
         for (n, rt) in self.nodes.iter().enumerate() {
             let ty = self.fleet.node_type(n);
             let ratio =
@@ -55,11 +82,15 @@ impl Sim<'_> {
             let w = ty.watts(used[n]);
             watts[n] = w;
             let c = self.fleet.nodes[n].cluster;
-            let joules = w * dt;
-            self.counters.energy_j += joules;
-            self.counters.energy_j_by_cluster[c] += joules;
-            self.counters.carbon_g +=
-                joules / kepler_client::accounting::JOULES_PER_KWH * intensity[c];
+            let batch_share = if used[n] > 0.0 {
+                (batch[n] / used[n]).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            drawn.push((c, w * dt, batch_share));
+        }
+        for (c, joules, batch_share) in drawn {
+            self.book(t, c, joules, intensity[c], batch_share);
             self.counters.node_steps_on += 1;
         }
         let k = self.k;

@@ -527,6 +527,17 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Cores batch jobs use on each node at `t`.
+    fn batch_cores(&self, t: DateTime<Utc>) -> Vec<f64> {
+        let mut used = vec![0.0; self.nodes.len()];
+        for p in self.pods.values() {
+            if self.trace[p.workload].kind == Kind::Batch {
+                used[p.node] += self.pod_usage(p, t);
+            }
+        }
+        used
+    }
+
     fn used_cores(&self, t: DateTime<Utc>) -> Vec<f64> {
         let mut used = vec![0.0; self.nodes.len()];
         for p in self.pods.values() {
@@ -579,11 +590,9 @@ impl<'a> Sim<'a> {
             let j = self.settings.migration_j;
             self.counters.migrations += 1;
             self.counters.migration_j += j;
-            self.counters.energy_j += j;
-            self.counters.energy_j_by_cluster[c] += j;
-            let carbon = j / kepler_client::accounting::JOULES_PER_KWH * g;
-            self.counters.carbon_g += carbon;
-            self.counters.migration_carbon_g += carbon;
+            let batch_share = if tw.kind == Kind::Batch { 1.0 } else { 0.0 };
+            self.book(t, c, j, g, batch_share);
+            self.counters.migration_carbon_g += j / kepler_client::accounting::JOULES_PER_KWH * g;
         }
         let rt = &mut self.nodes[node];
         rt.requested.cpu += requests.cpu;
