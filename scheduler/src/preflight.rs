@@ -142,12 +142,12 @@ pub fn check(
     let leases = [
         (
             verb.publishes(config),
-            &config.ocm.lease,
+            config.ocm.lease.clone(),
             "ocm.lease.namespace",
         ),
         (
             verb.gates(config),
-            &config.carbon_window.lease,
+            crate::config::LeaseConfig::from(&config.carbon_window.lease),
             "carbonWindow.lease.namespace",
         ),
     ];

@@ -560,3 +560,96 @@ async fn a_standby_replica_writes_nothing_but_counts_overdue_pods() {
     );
     running.stop().await;
 }
+
+/// The pods the Job controller creates from `examples/carbon-window-job.yaml`: its pod
+/// template (annotations, gate, requests) with the Job's labels and owner.
+fn job_pods() -> Vec<Value> {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let text = std::fs::read_to_string(repo.join("examples/carbon-window-job.yaml")).unwrap();
+    let job: Value = serde_yaml::from_str(&text).unwrap();
+    assert_eq!(job["kind"], "Job");
+    let template = &job["spec"]["template"];
+    let n = job["spec"]["parallelism"].as_u64().unwrap();
+    (0..n)
+        .map(|i| {
+            let name = format!("nightly-report-{i}x7k2");
+            let mut metadata = template["metadata"].clone();
+            metadata["name"] = json!(name);
+            metadata["namespace"] = json!("default");
+            metadata["uid"] = json!(format!("uid-{name}"));
+            metadata["creationTimestamp"] = json!("2026-12-04T00:00:00Z");
+            metadata["labels"] = json!({"job-name": "nightly-report", "batch.kubernetes.io/job-name": "nightly-report"});
+            metadata["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "Job", "name": "nightly-report",
+                "uid": "uid-job", "controller": true, "blockOwnerDeletion": true}]);
+            json!({"metadata": metadata, "spec": template["spec"].clone(),
+                "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "SchedulingGated"}]}})
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_example_jobs_pods_are_released_together_in_the_clean_window() {
+    let (fake, _gate, _client) = start(true).await;
+    let pods = job_pods();
+    assert_eq!(pods.len(), 4);
+    for p in &pods {
+        fake.change("pods", "Pod", p.clone(), false);
+    }
+    let fast = Fast::new(0.0);
+    // Room for all four 2-core pods in one slot.
+    let running = run(&fake, settings(&["DE", "FR"], 8.0), fast.clock(), true).await;
+    let names: Vec<String> = pods
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    until(8.0, "every pod of the Job released", || {
+        names.iter().all(|n| gates_of(&fake, n).is_empty())
+    })
+    .await;
+    // max-delay 12h, 90-minute runs: the cleanest 90 minutes start at 03:00 (110, 120).
+    for n in &names {
+        let (_, at) = removals(&fake, n)[0].clone();
+        let when = fast.at(at);
+        assert!(
+            when >= hours(3.0) && when < hours(3.25),
+            "{n} released at {when}"
+        );
+        assert_eq!(
+            fake.data().pods[n]["metadata"]["annotations"]["ecoplace.io/release-at"],
+            "2026-12-04T03:00:00Z"
+        );
+    }
+    assert_eq!(
+        running.metric("ecoplace_carbon_window_released_total{reason=\"window\"}"),
+        4.0
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_deadline_beyond_the_forecast_uses_the_part_it_covers() {
+    let (fake, _gate, _client) = start(true).await;
+    // The curves end at 12:00; the deadline is two days out.
+    fake.change(
+        "pods",
+        "Pod",
+        gated(
+            "weekly",
+            &["ecoplace.io/carbon-window"],
+            json!({"ecoplace.io/max-delay": "48h", "ecoplace.io/expected-duration": "1h"}),
+            "1",
+        ),
+        false,
+    );
+    let fast = Fast::new(0.0);
+    let running = run(&fake, settings(&["DE"], 64.0), fast.clock(), true).await;
+    until(2.0, "weekly held", || {
+        !events(&fake, "weekly", HELD).is_empty()
+    })
+    .await;
+    assert_eq!(
+        fake.data().pods["weekly"]["metadata"]["annotations"]["ecoplace.io/release-at"],
+        "2026-12-04T03:00:00Z"
+    );
+    running.stop().await;
+}

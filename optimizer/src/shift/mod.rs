@@ -144,11 +144,11 @@ impl ShiftDecision {
     pub fn explain(&self, job: &DeferrableJob) -> String {
         match self.reason {
             ShiftReason::Cleanest => format!(
-                "held until {}: forecast {:.0} g/kWh vs {:.0} now, ≈ {:.0} g saved (deadline {})",
+                "held until {}: forecast {:.0} g/kWh vs {:.0} now, ≈ {} saved (deadline {})",
                 self.start.format("%Y-%m-%d %H:%M UTC"),
                 self.chosen_g_per_kwh,
                 self.now_g_per_kwh,
-                self.saved_g(),
+                grams(self.saved_g()),
                 job.deadline.format("%Y-%m-%d %H:%M UTC"),
             ),
             ShiftReason::NowIsCleanest => format!(
@@ -232,6 +232,15 @@ impl SlotBudget {
                 *u = (*u - job.cores).max(0.0);
             }
         }
+    }
+}
+
+/// Grams in words: one decimal below 10 g (`0.4 g`), whole grams above (`429 g`).
+pub fn grams(g: f64) -> String {
+    if g.abs() < 10.0 {
+        format!("{g:.1} g")
+    } else {
+        format!("{g:.0} g")
     }
 }
 

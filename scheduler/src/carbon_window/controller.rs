@@ -85,7 +85,7 @@ impl WindowSettings {
             },
             check: std::time::Duration::from_secs_f64(w.check_seconds),
             overdue_after: seconds(w.overdue_after_seconds),
-            lease: w.lease.clone(),
+            lease: LeaseConfig::from(&w.lease),
         }
     }
 }
@@ -235,6 +235,7 @@ impl Controller {
         let mut tick = tokio::time::interval(self.settings.check);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stop);
+        let mut led = false;
         tracing::info!(zones = ?self.settings.zones, "carbon-window controller started");
         loop {
             tokio::select! {
@@ -247,6 +248,14 @@ impl Controller {
                 },
                 _ = tick.tick() => {
                     let lead = *leading.borrow();
+                    if lead != led {
+                        led = lead;
+                        if lead {
+                            tracing::info!(held = pods.by_uid.len(), "carbon window: this replica holds the Lease: it plans and releases the gated pods");
+                        } else {
+                            tracing::info!("carbon window: this replica does not hold the Lease: it watches and counts overdue pods only");
+                        }
+                    }
                     self.round(&mut pods, &mut budget, lead).await;
                 }
             }
@@ -341,18 +350,23 @@ impl Controller {
         }
     }
 
-    /// Every zone's outlook from `now` to `to` (a failure is kept, named, per zone).
+    /// Every zone's outlook from `now` to `to` (or as far as its forecast reaches); a zone
+    /// without one keeps the reason.
     async fn outlooks(&self, now: DateTime<Utc>, to: DateTime<Utc>) -> Vec<ZoneOutlook> {
+        let source = self.carbon.as_ref();
+        let to = to.max(now + Duration::minutes(1));
         let mut out = Vec::with_capacity(self.settings.zones.len());
         for zone in &self.settings.zones {
-            let o = crate::fleet::outlook::outlook(
-                self.carbon.as_ref(),
-                zone,
-                now,
-                to.max(now + Duration::hours(1)),
-            )
-            .await
-            .map_err(|e| e.to_string());
+            let o = match source.intensity_at(zone, now).await {
+                Err(e) => Err(e.to_string()),
+                Ok(g) => match crate::fleet::outlook::forecast_ahead(source, zone, now, to).await {
+                    Ok(forecast) => Ok(optimizer::CarbonOutlook {
+                        now_g_per_kwh: g,
+                        forecast,
+                    }),
+                    Err(e) => Err(format!("no forecast ahead ({e})")),
+                },
+            };
             out.push((zone.clone(), o));
         }
         out
@@ -444,6 +458,16 @@ impl Controller {
     }
 }
 
+/// A wait in words: `5 min 45 s`, `3 h 10 min`.
+fn waited(d: Duration) -> String {
+    let s = d.num_seconds().max(0);
+    if s >= 3600 {
+        format!("{} h {} min", s / 3600, s % 3600 / 60)
+    } else {
+        format!("{} min {} s", s / 60, s % 60)
+    }
+}
+
 /// The controller's patches, signed with its field manager.
 fn patch_params() -> PatchParams {
     PatchParams {
@@ -460,10 +484,10 @@ fn release_note(plan: &Plan, now: DateTime<Utc>, latest: DateTime<Utc>, pod: &Ga
     }
     let late = (now - plan.release_at).num_seconds();
     let zone = plan.zone.as_deref().unwrap_or("its zone");
-    let held = (now - pod.created).num_minutes();
     let mut note = format!(
-        "released after {held} min for its carbon window in {zone}: ≈ {:.0} g saved against starting at once",
-        plan.saved_g
+        "released after {} for its carbon window in {zone}: ≈ {} saved against starting at once",
+        waited(now - pod.created),
+        optimizer::shift::grams(plan.saved_g)
     );
     if plan.release_at > latest {
         note.push_str(" (at its latest start: the deadline moved)");

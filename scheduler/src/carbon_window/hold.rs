@@ -346,6 +346,18 @@ impl GatedPod {
             );
         }
         let job = self.job(now, &w);
+        if w.latest_start() <= now {
+            // No room to wait: no forecast is needed to say so.
+            return at_once(
+                Release::DeadlineNear,
+                format!(
+                    "released now: the deadline {} leaves no room to wait a {} min run",
+                    w.deadline.format("%Y-%m-%d %H:%M UTC"),
+                    w.duration.num_minutes()
+                ),
+                w.latest_start(),
+            );
+        }
         let watts = job.cores * settings.watts_per_core;
         let mut missing = Vec::new();
         let mut candidates = Vec::new();
@@ -354,7 +366,7 @@ impl GatedPod {
                 Ok(o) if o.forecast.iter().any(|(t, _)| *t > now) => {
                     candidates.push(ShiftCandidate::new(zone.clone(), o.clone(), watts, now));
                 }
-                Ok(_) => missing.push(format!("{zone}: no forecast ahead")),
+                Ok(_) => missing.push(format!("{zone}: the forecast ends now")),
                 Err(e) => missing.push(format!("{zone}: {e}")),
             }
         }

@@ -38,7 +38,50 @@ pub struct CarbonWindowConfig {
     pub overdue_after_seconds: f64,
     /// Leader election: the `coordination.k8s.io/v1` Lease the controller's replicas share
     /// (its own, not the OCM publisher's).
-    pub lease: LeaseConfig,
+    pub lease: WindowLease,
+}
+
+/// The controller's Lease: the fields of `ocm.lease`, with this controller's own default
+/// name (a partial `lease:` keeps it).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct WindowLease {
+    /// Lease name.
+    pub name: String,
+    /// Lease namespace; the `POD_NAMESPACE` environment variable when absent.
+    pub namespace: Option<String>,
+    /// Seconds a holder keeps the Lease without renewing it.
+    pub duration_seconds: u64,
+    /// Seconds before expiry at which the holder renews.
+    pub renew_before_seconds: u64,
+}
+
+impl Default for WindowLease {
+    fn default() -> Self {
+        let LeaseConfig {
+            namespace,
+            duration_seconds,
+            renew_before_seconds,
+            ..
+        } = LeaseConfig::default();
+        Self {
+            name: DEFAULT_LEASE.into(),
+            namespace,
+            duration_seconds,
+            renew_before_seconds,
+        }
+    }
+}
+
+impl From<&WindowLease> for LeaseConfig {
+    fn from(w: &WindowLease) -> Self {
+        Self {
+            name: w.name.clone(),
+            namespace: w.namespace.clone(),
+            duration_seconds: w.duration_seconds,
+            renew_before_seconds: w.renew_before_seconds,
+        }
+    }
 }
 
 /// The controller's Lease name when none is configured.
@@ -56,10 +99,7 @@ impl Default for CarbonWindowConfig {
             watts_per_core: 8.0,
             check_seconds: 5.0,
             overdue_after_seconds: 120.0,
-            lease: LeaseConfig {
-                name: DEFAULT_LEASE.into(),
-                ..LeaseConfig::default()
-            },
+            lease: WindowLease::default(),
         }
     }
 }
@@ -110,6 +150,6 @@ impl CarbonWindowConfig {
                 ),
             );
         }
-        self.lease.check()
+        LeaseConfig::from(&self.lease).check()
     }
 }

@@ -23,7 +23,7 @@ mod telemetry;
 mod topology;
 
 pub use carbon::CarbonConfig;
-pub use carbon_window::CarbonWindowConfig;
+pub use carbon_window::{CarbonWindowConfig, WindowLease};
 pub use events::EventsConfig;
 pub use extender::{ExtenderConfig, TlsConfig};
 pub use kubernetes::KubernetesConfig;

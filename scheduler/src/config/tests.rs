@@ -214,6 +214,21 @@ fn addresses_urls_and_freshness_that_start_up_would_refuse_are_refused_here() {
             "topology.latencyMs.a.fr",
             "differ only by case",
         ),
+        (
+            "carbonWindow:\n  lease: {name: ecoplace-ocm-scores}\n",
+            "carbonWindow.lease.name",
+            "is the OCM publisher's Lease",
+        ),
+        (
+            "carbonWindow:\n  slotMinutes: 0\n",
+            "carbonWindow.slotMinutes",
+            "1 … 1440",
+        ),
+        (
+            "carbonWindow:\n  minSavingPercent: 100\n",
+            "carbonWindow.minSavingPercent",
+            "0 ≤ p < 100",
+        ),
     ] {
         let e = Config::parse(yaml, "x.yaml").unwrap_err().to_string();
         assert!(e.contains(&format!("x.yaml: {path}: ")), "{yaml}: {e}");
@@ -221,4 +236,14 @@ fn addresses_urls_and_freshness_that_start_up_would_refuse_are_refused_here() {
     }
     let ok = "extender:\n  listen: \"[::]:8888\"\n  probesListen: 0.0.0.0:8081\ntelemetry:\n  prometheus:\n    url: https://thanos-query.monitoring:9090/\n";
     assert!(Config::parse(ok, "x.yaml").is_ok());
+}
+
+#[test]
+fn a_partial_carbon_window_lease_keeps_its_own_name() {
+    let c = Config::parse("carbonWindow:\n  lease: {namespace: batch}\n", "x.yaml").unwrap();
+    assert_eq!(c.carbon_window.lease.name, "ecoplace-carbon-window");
+    assert_eq!(c.carbon_window.lease.namespace.as_deref(), Some("batch"));
+    assert_eq!(c.carbon_window.lease.duration_seconds, 15);
+    let c = Config::parse("ocm:\n  lease: {namespace: hub}\n", "x.yaml").unwrap();
+    assert_eq!(c.ocm.lease.name, "ecoplace-ocm-scores");
 }

@@ -169,12 +169,12 @@ pub struct EventOptions {
 }
 
 impl EventOptions {
-    /// Options from the `events` config section; the instance is `$HOSTNAME` (the pod's
-    /// name in a cluster) or `ecoplace`.
+    /// Options from the `events` config section; the instance is `$POD_NAME`, else
+    /// `$HOSTNAME` (the pod's name in a cluster), else `ecoplace`.
     pub fn from_config(config: &EventsConfig) -> Self {
-        let instance = std::env::var("HOSTNAME")
-            .ok()
-            .filter(|h| !h.trim().is_empty())
+        let instance = ["POD_NAME", "HOSTNAME"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|h| !h.trim().is_empty()))
             .unwrap_or_else(|| CONTROLLER.to_string());
         Self {
             min_interval: Duration::try_from_secs_f64(config.min_interval_seconds)

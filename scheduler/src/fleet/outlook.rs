@@ -2,7 +2,7 @@
 //! view and the OCM score publisher.
 
 use chrono::{DateTime, Utc};
-use kepler_client::carbon::CarbonIntensitySource;
+use kepler_client::carbon::{CarbonError, CarbonIntensitySource};
 use optimizer::CarbonOutlook;
 
 /// A zone's carbon outlook from `from`: the intensity then, plus the source's forecast up
@@ -13,15 +13,42 @@ pub async fn outlook(
     zone: &str,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<CarbonOutlook, kepler_client::carbon::CarbonError> {
+) -> Result<CarbonOutlook, CarbonError> {
     let now = source.intensity_at(zone, from).await?;
-    let forecast = source
-        .forecast(zone, from, to)
+    let forecast = forecast_ahead(source, zone, from, to)
         .await
-        .map(|points| points.iter().map(|p| (p.start, p.g_per_kwh)).collect())
-        .unwrap_or_default();
+        .unwrap_or_else(|e| {
+            tracing::debug!(zone, "carbon: no forecast ahead: {e}");
+            Vec::new()
+        });
     Ok(CarbonOutlook {
         now_g_per_kwh: now,
         forecast,
     })
+}
+
+/// The source's forecast of `zone` over `[from, to)` as step points; when the source
+/// covers less (a 24-hour forecast for a 3-day deadline, a gap), the part it covers from
+/// `from` on: a shorter forecast is still a forecast.
+pub async fn forecast_ahead(
+    source: &dyn CarbonIntensitySource,
+    zone: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, f64)>, CarbonError> {
+    let points = |p: Vec<kepler_client::carbon::IntensityPoint>| {
+        p.iter().map(|p| (p.start, p.g_per_kwh)).collect()
+    };
+    match source.forecast(zone, from, to).await {
+        Ok(p) => Ok(points(p)),
+        Err(CarbonError::OutOfCoverage {
+            coverage: (start, end),
+            gap,
+            ..
+        }) if start <= from && gap.is_none_or(|(g, _)| g > from) && end > from => {
+            let cut = gap.map_or(end, |(g, _)| g).min(to);
+            source.forecast(zone, from, cut).await.map(points)
+        }
+        Err(e) => Err(e),
+    }
 }

@@ -170,7 +170,7 @@ fn missing_forecasts_or_zones_release_at_once_naming_why() {
     assert_eq!((plan.release_at, plan.reason), (t0(), Release::NoForecast));
     assert!(
         plan.note
-            .contains("DE: stale: no data for 2 h; FR: no forecast ahead"),
+            .contains("DE: stale: no data for 2 h; FR: the forecast ends now"),
         "{}",
         plan.note
     );

@@ -610,6 +610,29 @@ impl<'a> Sim<'a> {
             },
         );
         self.counters.pods_started += 1;
+        if tw.kind == Kind::Service
+            && ready_step > k
+            && !moved
+            && tracing::enabled!(tracing::Level::DEBUG)
+        {
+            let c = self.fleet.nodes[node].cluster;
+            let reserve = self.reserve.get(c).copied().unwrap_or_default();
+            let ready_free: f64 = (0..self.nodes.len())
+                .filter(|&n| self.fleet.nodes[n].cluster == c && self.nodes[n].ready(k))
+                .map(|n| (self.fleet.node_type(n).cores - self.nodes[n].requested.cpu).max(0.0))
+                .sum();
+            tracing::debug!(
+                step = k,
+                at = %t,
+                service = %tw.name,
+                cpu = tw.cpu,
+                cluster = %self.fleet.clusters[c].name,
+                reserve_cores = reserve.cores,
+                reserve_block = reserve.block,
+                ready_free_cores = ready_free,
+                "a service replica waits for its node's boot (an SLO violation per step)"
+            );
+        }
         if tw.kind == Kind::Batch {
             let run = secs(tw.duration_s.unwrap_or(0.0)).num_seconds();
             let steps = (run + self.settings.step_s - 1) / self.settings.step_s;
