@@ -34,6 +34,9 @@ pub struct Counters {
     pub replica_steps_over_slo: u64,
     /// Replica-steps wanted but not running (no node could take the pod).
     pub replica_steps_pending: u64,
+    /// Of those, a new service's replicas waiting within its rollout (the first
+    /// `progressDeadlineSeconds` after its creation): not SLO violations.
+    pub replica_steps_rollout: u64,
     /// Batch jobs submitted.
     pub batch_jobs: u64,
     /// Batch jobs finished by their deadline.
@@ -88,7 +91,8 @@ pub struct PolicyResult {
     pub energy_kwh: f64,
     /// Emissions over the period, kgCO2e.
     pub carbon_kg: f64,
-    /// Service replica-steps beyond the SLO or not running, plus batch deadline misses.
+    /// Service replica-steps beyond the SLO or not running (but for a new service's rollout,
+    /// `replica_steps_rollout`), plus batch deadline misses.
     pub slo_violations: u64,
     /// Median user latency over running service replica-steps, ms.
     pub p50_latency_ms: f64,
@@ -134,6 +138,9 @@ pub struct PolicyResult {
     pub replica_steps_over_slo: u64,
     /// Service replica-steps wanted but not running.
     pub replica_steps_pending: u64,
+    /// Of those, a new service's replicas waiting within its rollout (the first
+    /// `progressDeadlineSeconds`, 600 s, after its creation): not SLO violations.
+    pub replica_steps_rollout: u64,
     /// Service replica-steps wanted.
     pub replica_steps_wanted: u64,
     /// Batch jobs that missed their deadline.
@@ -167,7 +174,10 @@ impl PolicyResult {
         Self {
             energy_kwh: round(energy_kwh, 3),
             carbon_kg: round(c.carbon_g / 1000.0, 3),
-            slo_violations: c.replica_steps_over_slo + c.replica_steps_pending + c.batch_late,
+            slo_violations: c.replica_steps_over_slo
+                + c.replica_steps_pending
+                    .saturating_sub(c.replica_steps_rollout)
+                + c.batch_late,
             p50_latency_ms: percentile_ms(&c.latency_us, 0.50),
             p95_latency_ms: percentile_ms(&c.latency_us, 0.95),
             migrations: c.migrations,
@@ -200,6 +210,7 @@ impl PolicyResult {
                 .collect(),
             replica_steps_over_slo: c.replica_steps_over_slo,
             replica_steps_pending: c.replica_steps_pending,
+            replica_steps_rollout: c.replica_steps_rollout,
             replica_steps_wanted: c.replica_steps_wanted,
             batch_deadline_misses: c.batch_late,
             batch_jobs: c.batch_jobs,

@@ -22,7 +22,7 @@ pub const LEGEND: &[(&str, &str)] = &[
     ),
     (
         "SLO viol.",
-        "service replica-steps (one replica for 5 min) served from beyond the latency SLO or not running for lack of a node, plus batch jobs that missed their deadline",
+        "service replica-steps (one replica for 5 min) served from beyond the latency SLO or not running for lack of a node, plus batch jobs that missed their deadline; a new service's replicas waiting in the first 600 s after its creation (its rollout, a Deployment's default progressDeadlineSeconds) are not violations: the details' `pending (rollout)`",
     ),
     (
         "p50/p95 ms",
@@ -194,7 +194,7 @@ pub fn details_table(report: &Report) -> Table {
             "policy",
             "replica-steps wanted",
             "over SLO",
-            "pending",
+            "pending (rollout)",
             "batch jobs",
             "deadline misses",
             "batch held (mean h)",
@@ -211,7 +211,7 @@ pub fn details_table(report: &Report) -> Table {
                     name.to_string(),
                     r.replica_steps_wanted.to_string(),
                     r.replica_steps_over_slo.to_string(),
-                    r.replica_steps_pending.to_string(),
+                    format!("{} ({})", r.replica_steps_pending, r.replica_steps_rollout),
                     r.batch_jobs.to_string(),
                     r.batch_deadline_misses.to_string(),
                     format!("{} ({:.1})", r.batch_held, r.batch_mean_hold_h),

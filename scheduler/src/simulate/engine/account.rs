@@ -6,6 +6,10 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::{GIB, Sim, StepRecord};
 
+/// Kubernetes' default `progressDeadlineSeconds` of a Deployment: how long its rollout may
+/// take before it counts as failed.
+pub const ROLLOUT_DEADLINE_S: i64 = 600;
+
 impl Sim<'_> {
     pub(super) fn power_down(&mut self) {
         let mut awake = vec![0usize; self.fleet.clusters.len()];
@@ -121,6 +125,14 @@ impl Sim<'_> {
             self.counters.replica_steps_booting += booting;
             self.counters.replica_steps_restarting += restarting;
             self.counters.replica_steps_pending += booting + restarting;
+            // A new Deployment's first replicas waiting for capacity within
+            // `progressDeadlineSeconds` of its creation (services there at the start: of the
+            // period's start) are its rollout, not a breach of a live service's SLO; counted
+            // apart (still in `replica_steps_pending`).
+            let created = w.arrive.max(self.settings.start);
+            if t < created + Duration::seconds(ROLLOUT_DEADLINE_S) {
+                self.counters.replica_steps_rollout += u64::from(s.pending) + booting;
+            }
             let region = w.region.as_deref().unwrap_or_default();
             for id in &s.running {
                 let Some(p) = self.pods.get(id) else { continue };
